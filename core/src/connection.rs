@@ -1,0 +1,675 @@
+//! The WebSocket connection after the opening handshake: messages, control frames and the
+//! closing handshake (RFC 6455 sections 5, 6 and 7) as a sans-IO state machine.
+
+use std::collections::VecDeque;
+
+use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
+use crate::decoder::{FrameDecoder, FramePart};
+use crate::encoder::encode_frame;
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
+use crate::mask::apply_mask;
+use crate::random::RandomSource;
+use crate::utf8::Utf8Validator;
+use crate::Role;
+
+/// Limits and behaviour of a [`Connection`]. Every limit has a safe default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The largest frame payload accepted (default 16 MiB). Larger: closed with 1009,
+    /// checked on the header before any payload is buffered.
+    pub max_frame_size: u64,
+    /// The largest message accepted, all fragments together (default 64 MiB). Larger:
+    /// closed with 1009 as soon as a header announces it.
+    pub max_message_size: u64,
+    /// Answer every Ping with a Pong automatically (default true). Pings are reported as
+    /// events either way.
+    pub auto_pong: bool,
+    /// Split outgoing messages into frames of at most this many payload bytes
+    /// (default `None`: one frame per message).
+    pub fragment_size: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            auto_pong: true,
+            fragment_size: None,
+        }
+    }
+}
+
+/// The state of a connection, as an application sees it (RFC 6455 section 4 and 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a Close frame and wait for the peer's (section 7.1.2). Incoming data
+    /// frames are discarded; nothing but control frames is sent.
+    Closing,
+    /// The closing handshake finished, the connection failed, or the transport ended.
+    /// See [`Connection::close_status`].
+    Closed,
+}
+
+/// The kind of a data message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// UTF-8 text (validated before the message is reported).
+    Text,
+    /// Arbitrary bytes.
+    Binary,
+}
+
+/// Something the peer did, reported by [`Connection::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A whole data message. For [`MessageKind::Text`] the bytes are valid UTF-8.
+    /// Hand the buffer back with [`Connection::recycle`] to avoid an allocation per message.
+    Message {
+        /// Text or binary.
+        kind: MessageKind,
+        /// The payload, all fragments joined and unmasked.
+        data: Vec<u8>,
+    },
+    /// A Ping (already answered when [`Config::auto_pong`] is on).
+    Ping(Vec<u8>),
+    /// A Pong, solicited or not.
+    Pong(Vec<u8>),
+    /// The peer's Close frame: its code (1005 when it had none) and reason. Our answering
+    /// Close, if one was due, is already queued.
+    Close(CloseFrame),
+}
+
+/// How a connection ended, for the application's "terminate" callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseStatus {
+    /// The peer's code, 1005 when its Close frame had none, 1006 when there was no closing
+    /// handshake (transport ended, protocol error, timeout).
+    pub code: CloseCode,
+    /// The peer's reason; for 1006, a description of what went wrong (never sent).
+    pub reason: String,
+    /// True when both Close frames were exchanged.
+    pub clean: bool,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Open,
+    /// We sent a Close frame (section 7.1.2) and wait for the peer's.
+    LocalClosing,
+    /// Finished; the status is final.
+    Closed(CloseStatus),
+}
+
+/// The frame currently being received.
+#[derive(Clone, Copy, Debug)]
+struct CurrentFrame {
+    header: FrameHeader,
+    /// False when the payload is skipped (data frames after we sent Close).
+    keep: bool,
+}
+
+/// A sans-IO WebSocket connection in the open phase (after the opening handshake).
+///
+/// The API is grouped by direction, in the order a caller drives it:
+///
+/// - **input**: [`receive_data`](Self::receive_data) with bytes read from the transport,
+///   [`receive_eof`](Self::receive_eof) when the transport's read side ended;
+/// - **events**: [`poll_event`](Self::poll_event) until `None` after every input (also
+///   after an error: events decoded before it are not lost);
+/// - **commands**: [`send_text`](Self::send_text), [`send_binary`](Self::send_binary),
+///   [`send_ping`](Self::send_ping), [`send_pong`](Self::send_pong),
+///   [`close`](Self::close);
+/// - **output**: [`pending_output`](Self::pending_output) then
+///   [`consume_output`](Self::consume_output) with what the transport took;
+///   [`close_expected`](Self::close_expected) (start the close timer) and
+///   [`should_close_transport`](Self::should_close_transport) (close the TCP connection now).
+///
+/// ```
+/// use ws6455_core::{Config, Connection, Event, MessageKind};
+///
+/// let mut server = Connection::server(Config::default());
+/// // A masked text frame "Hello" from RFC 6455 section 5.7.
+/// server.receive_data(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]).unwrap();
+/// let Some(Event::Message { kind: MessageKind::Text, data }) = server.poll_event() else { panic!() };
+/// assert_eq!(data, b"Hello");
+/// server.send_text("Hello").unwrap();
+/// assert_eq!(server.pending_output(), &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+/// let n = server.pending_output().len(); // what the socket accepted
+/// server.consume_output(n);
+/// ```
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    /// The first fatal error; every later input is refused with it (sticky failure).
+    failure: Option<ProtocolError>,
+    decoder: FrameDecoder,
+    frame: Option<CurrentFrame>,
+    /// The data message being assembled (set from its first frame to its last).
+    message: Option<MessageKind>,
+    message_len: u64,
+    message_data: Vec<u8>,
+    utf8: Utf8Validator,
+    /// A buffer handed back by the application, reused for the next message.
+    spare: Vec<u8>,
+    control: Vec<u8>,
+    events: VecDeque<Event>,
+    out: Vec<u8>,
+    /// How much of `out` the transport has taken.
+    out_sent: usize,
+    random: Option<Box<dyn RandomSource>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("failure", &self.failure)
+            .field("pending_output", &(self.out.len() - self.out_sent))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Output buffers above this capacity are freed once drained, so idle connections stay small.
+const KEEP_OUTPUT_CAPACITY: usize = 4096;
+/// Buffers handed back with `recycle` are kept only up to this capacity.
+const KEEP_SPARE_CAPACITY: usize = 64 << 10;
+/// Payload is unmasked and validated in slices of this size, so that the second pass over
+/// the bytes finds them in cache.
+const UNMASK_SLICE: usize = 32 << 10;
+
+impl Connection {
+    /// The server side of an open connection. Servers never mask, so need no randomness.
+    pub fn server(config: Config) -> Self {
+        Self::new(Role::Server, config, None)
+    }
+
+    /// The client side of an open connection, drawing masking keys from `random`.
+    pub fn client(config: Config, random: Box<dyn RandomSource>) -> Self {
+        Self::new(Role::Client, config, Some(random))
+    }
+
+    fn new(role: Role, config: Config, random: Option<Box<dyn RandomSource>>) -> Self {
+        Connection {
+            role,
+            decoder: FrameDecoder::new(role, config.max_frame_size),
+            config,
+            state: State::Open,
+            failure: None,
+            frame: None,
+            message: None,
+            message_len: 0,
+            message_data: Vec::new(),
+            utf8: Utf8Validator::new(),
+            spare: Vec::new(),
+            control: Vec::new(),
+            events: VecDeque::new(),
+            out: Vec::new(),
+            out_sent: 0,
+            random,
+        }
+    }
+
+    // ----- getters -----
+
+    /// Which side of the connection this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration the connection was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ConnectionState {
+        match self.state {
+            State::Open => ConnectionState::Open,
+            State::LocalClosing => ConnectionState::Closing,
+            State::Closed(_) => ConnectionState::Closed,
+        }
+    }
+
+    /// How the connection ended, once it is [`ConnectionState::Closed`].
+    pub fn close_status(&self) -> Option<&CloseStatus> {
+        match &self.state {
+            State::Closed(status) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The fatal protocol error that failed the connection, if any.
+    pub fn failure(&self) -> Option<&ProtocolError> {
+        self.failure.as_ref()
+    }
+
+    // ----- input -----
+
+    /// Processes bytes received from the peer. Decoded events are queued for
+    /// [`poll_event`](Self::poll_event).
+    ///
+    /// On a protocol violation the connection queues a Close frame with the matching code
+    /// (when one may still be sent), becomes `Closed` with code 1006, and returns the error;
+    /// every later call returns the same error. Input after the closing handshake is ignored.
+    pub fn receive_data(&mut self, mut input: &[u8]) -> Result<(), ProtocolError> {
+        if let Some(error) = &self.failure {
+            return Err(error.clone());
+        }
+        while !matches!(self.state, State::Closed(_)) {
+            let (used, part) = match self.decoder.decode(input) {
+                Ok(step) => step,
+                Err(error) => return Err(self.fail(error)),
+            };
+            input = &input[used..];
+            let result = match part {
+                None => break,
+                Some(FramePart::Header(header)) => self.on_header(header),
+                Some(FramePart::Payload { data, offset, last }) => {
+                    self.on_payload(data, offset, last)
+                }
+            };
+            if let Err(error) = result {
+                return Err(self.fail(error));
+            }
+        }
+        Ok(())
+    }
+
+    /// The transport's read side ended (TCP FIN or reset). Without a finished closing
+    /// handshake this is an abnormal closure (1006).
+    pub fn receive_eof(&mut self) {
+        self.abort("the connection ended without a closing handshake");
+    }
+
+    /// Ends the connection abnormally (1006) unless it is already closed: for the I/O
+    /// layer's timeouts and transport errors. `why` is reported locally, never sent.
+    pub fn abort(&mut self, why: &str) {
+        if !matches!(self.state, State::Closed(_)) {
+            self.state = State::Closed(CloseStatus {
+                code: CloseCode::ABNORMAL,
+                reason: why.to_owned(),
+                clean: false,
+            });
+        }
+    }
+
+    // ----- events -----
+
+    /// The next event decoded from the peer's bytes, in the order they arrived.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Hands a message buffer back for reuse by the next incoming message (kept when its
+    /// capacity is at most 64 KiB), so that steady traffic needs no allocation per message.
+    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
+        if buffer.capacity() <= KEEP_SPARE_CAPACITY && buffer.capacity() > self.spare.capacity() {
+            buffer.clear();
+            self.spare = buffer;
+        }
+    }
+
+    // ----- commands -----
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send_message(OpCode::Text, text.as_bytes(), "a text message")
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_message(OpCode::Binary, data, "a binary message")
+    }
+
+    /// Queues a Ping with up to 125 bytes of payload.
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload, "a ping")
+    }
+
+    /// Queues a Pong with up to 125 bytes of payload (an unsolicited heartbeat, or the
+    /// answer to a Ping when [`Config::auto_pong`] is off).
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload, "a pong")
+    }
+
+    /// Starts the closing handshake on the application's behalf: `code` must be 1000 or
+    /// 3000-4999 and `reason` at most 123 bytes, otherwise nothing is sent.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        if !code.is_application_code() {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        self.close_with_standard_code(code, reason)
+    }
+
+    /// Starts the closing handshake with any code that may appear on the wire (1000-1003,
+    /// 1007-1014, 3000-4999): for the I/O layer, which closes with 1001 on shutdown, 1008
+    /// on a policy breach, 1011 after a handler failure, and so on.
+    pub fn close_with_standard_code(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        if !code.is_valid_on_wire() {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(SendError::CloseReasonTooLong(reason.len()));
+        }
+        self.require_open("a close frame")?;
+        self.queue_close(code, reason);
+        self.state = State::LocalClosing;
+        Ok(())
+    }
+
+    // ----- output -----
+
+    /// Bytes waiting to be written to the transport.
+    pub fn pending_output(&self) -> &[u8] {
+        &self.out[self.out_sent..]
+    }
+
+    /// Records that the transport took the first `n` bytes of
+    /// [`pending_output`](Self::pending_output).
+    pub fn consume_output(&mut self, n: usize) {
+        self.out_sent = (self.out_sent + n).min(self.out.len());
+        if self.out_sent == self.out.len() {
+            if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
+                self.out = Vec::new();
+            } else {
+                self.out.clear();
+            }
+            self.out_sent = 0;
+        }
+    }
+
+    /// True while bytes are waiting to be written.
+    pub fn wants_write(&self) -> bool {
+        self.out_sent < self.out.len()
+    }
+
+    /// True while the peer's bytes can still matter (the connection is not closed).
+    pub fn wants_read(&self) -> bool {
+        !matches!(self.state, State::Closed(_))
+    }
+
+    /// True once the transport is expected to close soon: we sent a Close frame, or the
+    /// connection is closed. The I/O layer starts its close timer then, and on expiry calls
+    /// [`abort`](Self::abort) and closes the transport.
+    pub fn close_expected(&self) -> bool {
+        !matches!(self.state, State::Open)
+    }
+
+    /// True when the I/O layer should close the transport now: the connection is closed
+    /// and all output is written, and this side closes first. The server closes first
+    /// (RFC 6455 section 7.1.1); a client waits for the server's FIN (or its timer) unless
+    /// the connection failed.
+    pub fn should_close_transport(&self) -> bool {
+        match &self.state {
+            State::Closed(status) => {
+                !self.wants_write() && (self.role == Role::Server || !status.clean)
+            }
+            _ => false,
+        }
+    }
+
+    // ----- internals -----
+
+    fn require_open(&self, what: &'static str) -> Result<(), SendError> {
+        match self.state {
+            State::Open => Ok(()),
+            _ => Err(SendError::InvalidState {
+                what,
+                state: self.state(),
+            }),
+        }
+    }
+
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        self.random.as_mut().map(|random| {
+            let mut key = [0u8; 4];
+            random.fill(&mut key);
+            key
+        })
+    }
+
+    fn send_message(
+        &mut self,
+        opcode: OpCode,
+        data: &[u8],
+        what: &'static str,
+    ) -> Result<(), SendError> {
+        self.require_open(what)?;
+        let size = self.config.fragment_size.unwrap_or(usize::MAX).max(1);
+        if data.len() <= size {
+            let mask = self.next_mask();
+            encode_frame(&mut self.out, true, opcode, data, mask);
+            return Ok(());
+        }
+        let count = data.len().div_ceil(size);
+        for (i, piece) in data.chunks(size).enumerate() {
+            let op = if i == 0 { opcode } else { OpCode::Continuation };
+            let mask = self.next_mask();
+            encode_frame(&mut self.out, i + 1 == count, op, piece, mask);
+        }
+        Ok(())
+    }
+
+    fn send_control(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        what: &'static str,
+    ) -> Result<(), SendError> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlPayloadTooLong(payload.len()));
+        }
+        self.require_open(what)?;
+        let mask = self.next_mask();
+        encode_frame(&mut self.out, true, opcode, payload, mask);
+        Ok(())
+    }
+
+    /// Queues a Close frame; 1005 means "no code" (an empty Close frame).
+    fn queue_close(&mut self, code: CloseCode, reason: &str) {
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        let len = if code == CloseCode::NO_STATUS {
+            0
+        } else {
+            let reason = truncate_utf8(reason, MAX_CLOSE_REASON);
+            payload[..2].copy_from_slice(&code.0.to_be_bytes());
+            payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+            2 + reason.len()
+        };
+        let mask = self.next_mask();
+        encode_frame(&mut self.out, true, OpCode::Close, &payload[..len], mask);
+    }
+
+    /// Fails the connection (RFC 6455 section 7.1.7): sends our Close with the error's code
+    /// if we still may, and ends in `Closed` with 1006.
+    fn fail(&mut self, error: ProtocolError) -> ProtocolError {
+        if matches!(self.state, State::Open) {
+            self.queue_close(error.close_code(), &error.to_string());
+        }
+        self.state = State::Closed(CloseStatus {
+            code: CloseCode::ABNORMAL,
+            reason: error.to_string(),
+            clean: false,
+        });
+        self.failure = Some(error.clone());
+        error
+    }
+
+    fn on_header(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
+        let discarding = matches!(self.state, State::LocalClosing);
+        let keep = match header.opcode {
+            OpCode::Text | OpCode::Binary => {
+                if self.message.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                self.message = Some(if header.opcode == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                });
+                self.message_len = 0;
+                !discarding
+            }
+            OpCode::Continuation => {
+                if self.message.is_none() {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                }
+                !discarding
+            }
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {
+                self.control.clear();
+                true
+            }
+        };
+        if !header.opcode.is_control() {
+            let size = self.message_len + header.payload_len;
+            if size > self.config.max_message_size {
+                return Err(ProtocolError::MessageTooLarge {
+                    size,
+                    max: self.config.max_message_size,
+                });
+            }
+            self.message_len = size;
+            if keep && self.message_data.capacity() == 0 {
+                self.message_data = std::mem::take(&mut self.spare);
+            }
+            if keep {
+                // Bounded: an announced length is not trusted with a large allocation.
+                let expected = header.payload_len.min(UNMASK_SLICE as u64 * 8) as usize;
+                self.message_data.reserve(expected);
+            }
+        }
+        self.frame = Some(CurrentFrame { header, keep });
+        Ok(())
+    }
+
+    fn on_payload(&mut self, data: &[u8], offset: u64, last: bool) -> Result<(), ProtocolError> {
+        let Some(frame) = self.frame else {
+            return Ok(());
+        };
+        let header = frame.header;
+        if header.opcode.is_control() {
+            let start = self.control.len();
+            self.control.extend_from_slice(data);
+            if let Some(key) = header.mask {
+                apply_mask(&mut self.control[start..], key, offset);
+            }
+            if last {
+                self.frame = None;
+                self.on_control(header.opcode)?;
+            }
+            return Ok(());
+        }
+        if frame.keep {
+            let text = self.message == Some(MessageKind::Text);
+            for (i, slice) in data.chunks(UNMASK_SLICE).enumerate() {
+                let start = self.message_data.len();
+                self.message_data.extend_from_slice(slice);
+                let fresh = &mut self.message_data[start..];
+                if let Some(key) = header.mask {
+                    apply_mask(fresh, key, offset + (i * UNMASK_SLICE) as u64);
+                }
+                if text && self.utf8.feed(fresh).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+            }
+        }
+        if last {
+            self.frame = None;
+            if header.fin {
+                self.finish_message(frame.keep)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_message(&mut self, keep: bool) -> Result<(), ProtocolError> {
+        let kind = self.message.take();
+        self.message_len = 0;
+        let utf8 = self.utf8.finish();
+        match (keep, kind) {
+            (true, Some(kind)) => {
+                if kind == MessageKind::Text && utf8.is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                let data = std::mem::take(&mut self.message_data);
+                self.events.push_back(Event::Message { kind, data });
+            }
+            // A message that was cut short by our Close: drop what was kept of it.
+            _ => self.message_data.clear(),
+        }
+        Ok(())
+    }
+
+    fn on_control(&mut self, opcode: OpCode) -> Result<(), ProtocolError> {
+        let payload = std::mem::take(&mut self.control);
+        match opcode {
+            OpCode::Ping => {
+                if self.config.auto_pong && matches!(self.state, State::Open) {
+                    let mask = self.next_mask();
+                    encode_frame(&mut self.out, true, OpCode::Pong, &payload, mask);
+                }
+                self.events.push_back(Event::Ping(payload));
+            }
+            OpCode::Pong => self.events.push_back(Event::Pong(payload)),
+            OpCode::Close => {
+                let frame = parse_close_payload(&payload)?;
+                if matches!(self.state, State::Open) {
+                    // Echo the peer's code (section 5.5.1); with no code, an empty Close.
+                    self.queue_close(frame.code, "");
+                }
+                self.state = State::Closed(CloseStatus {
+                    code: frame.code,
+                    reason: frame.reason.clone(),
+                    clean: true,
+                });
+                self.events.push_back(Event::Close(frame));
+            }
+            OpCode::Continuation | OpCode::Text | OpCode::Binary => {}
+        }
+        Ok(())
+    }
+}
+
+/// Parses and validates a Close frame's payload (RFC 6455 section 5.5.1 and 7.4).
+pub fn parse_close_payload(payload: &[u8]) -> Result<CloseFrame, ProtocolError> {
+    match payload {
+        [] => Ok(CloseFrame {
+            code: CloseCode::NO_STATUS,
+            reason: String::new(),
+        }),
+        [_] => Err(ProtocolError::ClosePayloadTooShort),
+        [hi, lo, reason @ ..] => {
+            let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+            if !code.is_valid_on_wire() {
+                return Err(ProtocolError::InvalidCloseCode(code.0));
+            }
+            let reason = std::str::from_utf8(reason)
+                .map_err(|_| ProtocolError::InvalidCloseReason)?
+                .to_owned();
+            Ok(CloseFrame { code, reason })
+        }
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -1,0 +1,136 @@
+//! HTTP header fields of a handshake, repeats kept, names compared case-insensitively.
+
+use std::fmt;
+
+/// The header fields of a request or response, in the order received. A field that
+/// appears several times keeps every value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    fields: Vec<(String, String)>,
+}
+
+impl Headers {
+    /// An empty set of fields.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds the fields from httparse's output. Values that are not UTF-8 (obsolete
+    /// Latin-1 text) are converted lossily.
+    pub(crate) fn from_httparse(raw: &[httparse::Header<'_>]) -> Self {
+        let fields = raw
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value).trim().to_owned();
+                (h.name.to_owned(), value)
+            })
+            .collect();
+        Headers { fields }
+    }
+
+    /// Appends a field.
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.fields.push((name.into(), value.into()));
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All fields as (name, value), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// True when there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// A header name that is not an HTTP token, or a value with CR, LF or NUL (which would let
+/// a caller's data inject headers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidHeader {
+    /// The offending header's name.
+    pub name: String,
+}
+
+impl fmt::Display for InvalidHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid header {:?}: bad name or CR/LF/NUL in the value",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for InvalidHeader {}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Appends `name: value\r\n` to `out` after checking both.
+pub(crate) fn write_header(
+    out: &mut Vec<u8>,
+    name: &str,
+    value: &str,
+) -> Result<(), InvalidHeader> {
+    let name_ok = !name.is_empty() && name.bytes().all(is_token_char);
+    let value_ok = !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0));
+    if !(name_ok && value_ok) {
+        return Err(InvalidHeader {
+            name: name.to_owned(),
+        });
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_kept_and_names_case_insensitive() {
+        let mut h = Headers::new();
+        h.push("X-A", "1");
+        h.push("x-a", "2");
+        h.push("Other", "3");
+        assert_eq!(h.get("X-a"), Some("1"));
+        assert_eq!(h.get_all("X-A").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn header_injection_refused() {
+        let mut out = Vec::new();
+        assert!(write_header(&mut out, "X-Ok", "fine").is_ok());
+        assert!(write_header(&mut out, "X-Bad", "a\r\nSet-Cookie: x").is_err());
+        assert!(write_header(&mut out, "Bad Name", "v").is_err());
+        assert!(write_header(&mut out, "", "v").is_err());
+        assert_eq!(out, b"X-Ok: fine\r\n");
+    }
+}
