@@ -177,8 +177,6 @@ impl std::fmt::Debug for Connection {
 
 /// Output buffers above this capacity are freed once drained, so idle connections stay small.
 const KEEP_OUTPUT_CAPACITY: usize = 4096;
-/// Buffers handed back with `recycle` are kept only up to this capacity.
-const KEEP_SPARE_CAPACITY: usize = 64 << 10;
 /// Payload is unmasked and validated in slices of this size, so that the second pass over
 /// the bytes finds them in cache.
 const UNMASK_SLICE: usize = 32 << 10;
@@ -306,12 +304,23 @@ impl Connection {
         self.events.pop_front()
     }
 
-    /// Hands a message buffer back for reuse by the next incoming message (kept when its
-    /// capacity is at most 64 KiB), so that steady traffic needs no allocation per message.
+    /// Hands a message buffer back for reuse by the next incoming message, so that steady
+    /// traffic needs no allocation per message. The larger of this and the buffer already
+    /// kept is kept; hand back only what the connection may hold while idle, or call
+    /// [`release_memory`](Self::release_memory).
     pub fn recycle(&mut self, mut buffer: Vec<u8>) {
-        if buffer.capacity() <= KEEP_SPARE_CAPACITY && buffer.capacity() > self.spare.capacity() {
+        if buffer.capacity() > self.spare.capacity() {
             buffer.clear();
             self.spare = buffer;
+        }
+    }
+
+    /// Frees the recycled buffer and a drained output buffer: for idle connections.
+    pub fn release_memory(&mut self) {
+        self.spare = Vec::new();
+        if !self.wants_write() {
+            self.out = Vec::new();
+            self.out_sent = 0;
         }
     }
 

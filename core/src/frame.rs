@@ -90,8 +90,8 @@ impl FrameHeader {
             127 => (None, 8),
             short => (Some(u64::from(short)), 0),
         };
-        let header_len = 2 + len_bytes + if masked { 4 } else { 0 };
-        if buf.len() < header_len {
+        // The length is checked as soon as it is complete, before the masking key arrives.
+        if buf.len() < 2 + len_bytes {
             return Ok(None);
         }
         let payload_len = match payload_len {
@@ -107,6 +107,10 @@ impl FrameHeader {
                 len
             }
         };
+        let header_len = 2 + len_bytes + if masked { 4 } else { 0 };
+        if buf.len() < header_len {
+            return Ok(None);
+        }
         let mask = masked.then(|| {
             let at = 2 + len_bytes;
             [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]

@@ -1,0 +1,487 @@
+//! Whole conversations between an in-memory client and server, and one test per protocol
+//! error asserting the close code the engine answers with.
+
+use proptest::prelude::*;
+use ws6455_core::decoder::{FrameDecoder, FramePart};
+use ws6455_core::encoder::encode_frame;
+use ws6455_core::frame::OpCode;
+use ws6455_core::handshake::{
+    accept_response, validate_upgrade, ClientHandshake, ClientRequest, ServerHandshake,
+};
+use ws6455_core::{
+    CloseCode, CloseFrame, Config, Connection, ConnectionState, Event, FixedRandom, MessageKind,
+    ProtocolError, Role, SendError,
+};
+
+/// A client and a server wired together in memory, like quinn-proto's test `Pair`.
+struct Pair {
+    client: Connection,
+    server: Connection,
+    client_events: Vec<Event>,
+    server_events: Vec<Event>,
+}
+
+impl Pair {
+    /// Runs the opening handshake through the real handshake code, then opens both ends.
+    fn connect(config: Config) -> Pair {
+        let mut request = Vec::new();
+        let mut random = FixedRandom::new(&[3, 1, 4, 1, 5, 9, 2, 6]);
+        let mut client_hs = ClientHandshake::new(
+            &ClientRequest {
+                host: "localhost",
+                resource: "/",
+                ..Default::default()
+            },
+            &mut random,
+            8192,
+            &mut request,
+        )
+        .unwrap();
+        let mut server_hs = ServerHandshake::new(16384);
+        let parsed = server_hs.receive_data(&request).unwrap().unwrap();
+        validate_upgrade(&parsed).unwrap();
+        let mut response = Vec::new();
+        accept_response(&parsed, None, None, &[], &mut response).unwrap();
+        client_hs.receive_data(&response).unwrap().unwrap();
+        Pair {
+            client: Connection::client(config.clone(), Box::new(random)),
+            server: Connection::server(config),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+        }
+    }
+
+    /// Moves bytes both ways, `chunk` bytes per delivery, until nothing is pending.
+    fn drive(&mut self, chunk: usize) {
+        for _ in 0..10_000 {
+            let moved_c = transfer(&mut self.client, &mut self.server, chunk);
+            let moved_s = transfer(&mut self.server, &mut self.client, chunk);
+            while let Some(e) = self.server.poll_event() {
+                self.server_events.push(e);
+            }
+            while let Some(e) = self.client.poll_event() {
+                self.client_events.push(e);
+            }
+            if !moved_c && !moved_s {
+                return;
+            }
+        }
+        panic!("pair did not go quiet");
+    }
+}
+
+fn transfer(from: &mut Connection, to: &mut Connection, chunk: usize) -> bool {
+    let pending = from.pending_output().to_vec();
+    if pending.is_empty() {
+        return false;
+    }
+    for piece in pending.chunks(chunk.max(1)) {
+        let _ = to.receive_data(piece);
+    }
+    from.consume_output(pending.len());
+    true
+}
+
+fn text(s: &str) -> Event {
+    Event::Message {
+        kind: MessageKind::Text,
+        data: s.as_bytes().to_vec(),
+    }
+}
+
+#[test]
+fn whole_conversation_client_closes() {
+    let mut pair = Pair::connect(Config {
+        fragment_size: Some(3),
+        ..Config::default()
+    });
+    pair.client.send_text("hello, server").unwrap();
+    pair.client.send_binary(&[0, 1, 2, 3, 4, 5, 6]).unwrap();
+    pair.client.send_ping(b"p1").unwrap();
+    pair.drive(5);
+    assert_eq!(
+        pair.server_events,
+        [
+            text("hello, server"),
+            Event::Message {
+                kind: MessageKind::Binary,
+                data: vec![0, 1, 2, 3, 4, 5, 6]
+            },
+            Event::Ping(b"p1".to_vec()),
+        ]
+    );
+    // The automatic pong reached the client.
+    assert_eq!(pair.client_events, [Event::Pong(b"p1".to_vec())]);
+
+    pair.server.send_text("hi, client").unwrap();
+    pair.drive(7);
+    pair.client.close(CloseCode(4000), "bye").unwrap();
+    assert_eq!(pair.client.state(), ConnectionState::Closing);
+    assert!(pair.client.close_expected());
+    pair.drive(1);
+    assert_eq!(pair.client_events[1], text("hi, client"));
+    assert_eq!(
+        pair.server_events.last(),
+        Some(&Event::Close(CloseFrame {
+            code: CloseCode(4000),
+            reason: "bye".into()
+        }))
+    );
+    assert_eq!(pair.server.state(), ConnectionState::Closed);
+    assert_eq!(pair.client.state(), ConnectionState::Closed);
+    // The server echoed the code; both ends saw a clean close.
+    let status = pair.client.close_status().unwrap();
+    assert_eq!((status.code, status.clean), (CloseCode(4000), true));
+    // The server closes TCP first; the client waits for it (RFC 6455 section 7.1.1).
+    assert!(pair.server.should_close_transport());
+    assert!(!pair.client.should_close_transport());
+    // After the handshake nothing more may be sent.
+    assert!(matches!(
+        pair.client.send_text("late"),
+        Err(SendError::InvalidState {
+            state: ConnectionState::Closed,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn server_closes_and_data_after_close_is_discarded() {
+    let mut pair = Pair::connect(Config::default());
+    pair.server.close(CloseCode::NORMAL, "").unwrap();
+    // The client's message crosses the server's Close: the server must discard it.
+    pair.client.send_text("in flight").unwrap();
+    pair.drive(64);
+    assert!(pair
+        .server_events
+        .iter()
+        .all(|e| !matches!(e, Event::Message { .. })));
+    assert_eq!(
+        pair.client_events,
+        [Event::Close(CloseFrame {
+            code: CloseCode::NORMAL,
+            reason: String::new()
+        })]
+    );
+    assert_eq!(pair.server.close_status().unwrap().code, CloseCode::NORMAL);
+    assert!(pair.server.close_status().unwrap().clean);
+}
+
+#[test]
+fn control_frames_interleaved_in_a_fragmented_message() {
+    let mut server = Connection::server(Config::default());
+    let key = Some([9, 8, 7, 6]);
+    let mut wire = Vec::new();
+    encode_frame(&mut wire, false, OpCode::Text, b"frag", key);
+    encode_frame(&mut wire, true, OpCode::Ping, b"!", key);
+    encode_frame(&mut wire, false, OpCode::Continuation, b"men", key);
+    encode_frame(&mut wire, true, OpCode::Pong, b"", key);
+    encode_frame(&mut wire, true, OpCode::Continuation, b"ted", key);
+    server.receive_data(&wire).unwrap();
+    let events: Vec<_> = std::iter::from_fn(|| server.poll_event()).collect();
+    assert_eq!(
+        events,
+        [
+            Event::Ping(b"!".to_vec()),
+            Event::Pong(vec![]),
+            text("fragmented")
+        ]
+    );
+    assert_eq!(server.pending_output(), [0x8a, 0x01, b'!']);
+}
+
+#[test]
+fn close_without_code_reports_1005_and_answers_empty() {
+    let mut server = Connection::server(Config::default());
+    let mut wire = Vec::new();
+    encode_frame(&mut wire, true, OpCode::Close, b"", Some([1, 2, 3, 4]));
+    server.receive_data(&wire).unwrap();
+    assert_eq!(
+        server.poll_event(),
+        Some(Event::Close(CloseFrame {
+            code: CloseCode::NO_STATUS,
+            reason: String::new()
+        }))
+    );
+    assert_eq!(server.pending_output(), [0x88, 0x00]);
+    assert_eq!(server.close_status().unwrap().code, CloseCode::NO_STATUS);
+}
+
+#[test]
+fn eof_without_close_is_1006() {
+    let mut client = Connection::client(Config::default(), Box::new(FixedRandom::new(&[1])));
+    client.receive_eof();
+    let status = client.close_status().unwrap();
+    assert_eq!((status.code, status.clean), (CloseCode::ABNORMAL, false));
+    assert!(client.pending_output().is_empty(), "1006 is never sent");
+}
+
+#[test]
+fn application_close_codes_are_checked_and_nothing_sent() {
+    let mut server = Connection::server(Config::default());
+    for code in [999, 1001, 1005, 1006, 1011, 1015, 2999, 5000] {
+        assert_eq!(
+            server.close(CloseCode(code), ""),
+            Err(SendError::InvalidCloseCode(code))
+        );
+    }
+    assert_eq!(
+        server.close(CloseCode::NORMAL, &"x".repeat(124)),
+        Err(SendError::CloseReasonTooLong(124))
+    );
+    assert!(server.pending_output().is_empty());
+    assert_eq!(server.state(), ConnectionState::Open);
+    assert!(server
+        .close_with_standard_code(CloseCode::GOING_AWAY, "bye")
+        .is_ok());
+    assert_eq!(&server.pending_output()[..4], [0x88, 0x05, 0x03, 0xe9]);
+}
+
+/// Feeds `frames` to a fresh server; returns the error and the close code it sent.
+fn fail_server(config: Config, frames: &[u8]) -> (ProtocolError, u16) {
+    let mut server = Connection::server(config);
+    let error = match server.receive_data(frames) {
+        Err(error) => error,
+        Ok(()) => panic!("no error for {frames:02x?}"),
+    };
+    let out = server.pending_output();
+    assert_eq!(out[0], 0x88, "a close frame is sent");
+    let code = u16::from_be_bytes([out[2], out[3]]);
+    assert_eq!(code, error.close_code().0);
+    // Sticky: the same error again, and the status says 1006.
+    assert_eq!(server.receive_data(&[0x81]).unwrap_err(), error);
+    assert_eq!(server.close_status().unwrap().code, CloseCode::ABNORMAL);
+    assert!(server.should_close_transport() || server.wants_write());
+    (error, code)
+}
+
+fn masked(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(&mut out, fin, opcode, payload, Some([0xa, 0xb, 0xc, 0xd]));
+    out
+}
+
+#[test]
+fn each_protocol_error_closes_with_its_code() {
+    let d = Config::default();
+    let cases: Vec<(Vec<u8>, ProtocolError, u16)> = vec![
+        (vec![0x81, 0x00], ProtocolError::UnmaskedFrame, 1002),
+        (
+            vec![0xc1, 0x80, 0, 0, 0, 0],
+            ProtocolError::ReservedBits(4),
+            1002,
+        ),
+        (
+            vec![0x83, 0x80, 0, 0, 0, 0],
+            ProtocolError::ReservedOpcode(3),
+            1002,
+        ),
+        (
+            masked(OpCode::Ping, false, b""),
+            ProtocolError::FragmentedControlFrame,
+            1002,
+        ),
+        (
+            masked(OpCode::Ping, true, &[0; 126]),
+            ProtocolError::ControlFrameTooLong(126),
+            1002,
+        ),
+        (
+            masked(OpCode::Continuation, true, b"x"),
+            ProtocolError::UnexpectedContinuation,
+            1002,
+        ),
+        (
+            [
+                masked(OpCode::Text, false, b"a"),
+                masked(OpCode::Text, true, b"b"),
+            ]
+            .concat(),
+            ProtocolError::ExpectedContinuation,
+            1002,
+        ),
+        (
+            masked(OpCode::Close, true, &[3]),
+            ProtocolError::ClosePayloadTooShort,
+            1002,
+        ),
+        (
+            masked(OpCode::Close, true, &[0x03, 0xed]),
+            ProtocolError::InvalidCloseCode(1005),
+            1002,
+        ),
+        (
+            masked(OpCode::Close, true, &[0x03, 0xe8, 0xff]),
+            ProtocolError::InvalidCloseReason,
+            1002,
+        ),
+        (
+            masked(OpCode::Text, true, &[0xff]),
+            ProtocolError::InvalidUtf8,
+            1007,
+        ),
+        (
+            {
+                let mut f = vec![0x82, 0xff];
+                f.extend_from_slice(&(1u64 << 63).to_be_bytes());
+                f
+            },
+            ProtocolError::InvalidLength,
+            1002,
+        ),
+    ];
+    for (frames, error, code) in cases {
+        assert_eq!(fail_server(d.clone(), &frames), (error, code));
+    }
+    let small = Config {
+        max_frame_size: 10,
+        max_message_size: 15,
+        ..Config::default()
+    };
+    assert_eq!(
+        fail_server(small.clone(), &masked(OpCode::Binary, true, &[0; 11])),
+        (ProtocolError::FrameTooLarge { size: 11, max: 10 }, 1009)
+    );
+    let two = [
+        masked(OpCode::Binary, false, &[0; 10]),
+        masked(OpCode::Continuation, true, &[0; 6]),
+    ]
+    .concat();
+    assert_eq!(
+        fail_server(small, &two),
+        (ProtocolError::MessageTooLarge { size: 16, max: 15 }, 1009)
+    );
+    // A client refuses masked frames from the server.
+    let mut client = Connection::client(Config::default(), Box::new(FixedRandom::new(&[1])));
+    assert_eq!(
+        client.receive_data(&masked(OpCode::Text, true, b"x")),
+        Err(ProtocolError::MaskedFrame)
+    );
+}
+
+#[test]
+fn invalid_utf8_fails_before_the_message_ends() {
+    let mut server = Connection::server(Config::default());
+    // The first fragment is already invalid; the message never finishes.
+    let wire = masked(OpCode::Text, false, &[b'o', b'k', 0xc0, 0x80]);
+    assert_eq!(server.receive_data(&wire), Err(ProtocolError::InvalidUtf8));
+    // Split inside a code point across reads: valid.
+    let mut server = Connection::server(Config::default());
+    let wire = masked(OpCode::Text, true, "✓✓".as_bytes());
+    for byte in &wire {
+        server.receive_data(std::slice::from_ref(byte)).unwrap();
+    }
+    assert_eq!(server.poll_event(), Some(text("✓✓")));
+}
+
+#[test]
+fn events_before_an_error_are_kept() {
+    let mut server = Connection::server(Config::default());
+    let wire = [masked(OpCode::Text, true, b"first"), vec![0x81, 0x00]].concat();
+    assert!(server.receive_data(&wire).is_err());
+    assert_eq!(server.poll_event(), Some(text("first")));
+}
+
+#[test]
+fn limit_is_enforced_on_the_header_before_buffering() {
+    let mut server = Connection::server(Config {
+        max_message_size: 1000,
+        ..Config::default()
+    });
+    // Only the header of a 1 GiB frame: refused at once.
+    let mut header = vec![0x82, 0xff];
+    header.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    assert!(matches!(
+        server.receive_data(&header),
+        Err(ProtocolError::FrameTooLarge { .. })
+    ));
+}
+
+#[test]
+fn recycled_buffers_are_reused() {
+    let mut server = Connection::server(Config::default());
+    let mut buffer = Vec::with_capacity(1024);
+    buffer.extend_from_slice(b"old");
+    let ptr = buffer.as_ptr();
+    server.recycle(buffer);
+    server
+        .receive_data(&masked(OpCode::Binary, true, b"new"))
+        .unwrap();
+    let Some(Event::Message { data, .. }) = server.poll_event() else {
+        panic!("no message")
+    };
+    assert_eq!(data, b"new");
+    assert_eq!(data.as_ptr(), ptr);
+}
+
+/// Decodes what a server wrote, as its client would, checking each frame is valid.
+fn decode_output(mut out: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
+    let mut decoder = FrameDecoder::new(Role::Client, u64::MAX >> 1);
+    let mut frames = Vec::new();
+    loop {
+        let (used, part) = decoder
+            .decode(out)
+            .expect("the server wrote an invalid frame");
+        out = &out[used..];
+        match part {
+            None => break,
+            Some(FramePart::Header(h)) => frames.push((h.opcode, Vec::new())),
+            Some(FramePart::Payload { data, .. }) => {
+                frames.last_mut().unwrap().1.extend_from_slice(data)
+            }
+        }
+    }
+    frames
+}
+
+fn message_strategy() -> impl Strategy<Value = (bool, Vec<u8>)> {
+    prop_oneof![
+        "\\PC{0,300}".prop_map(|s| (true, s.into_bytes())),
+        proptest::collection::vec(any::<u8>(), 0..3000).prop_map(|b| (false, b)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Any message, any fragmentation, any chunking of the wire, either direction: the
+    /// receiver reports exactly the message that was sent.
+    #[test]
+    fn messages_round_trip(messages in proptest::collection::vec(message_strategy(), 1..5),
+                           fragment in proptest::option::of(1usize..700),
+                           chunk in 1usize..200,
+                           from_client in any::<bool>()) {
+        let mut pair = Pair::connect(Config { fragment_size: fragment, ..Config::default() });
+        let sender = if from_client { &mut pair.client } else { &mut pair.server };
+        for (is_text, data) in &messages {
+            if *is_text {
+                sender.send_text(std::str::from_utf8(data).unwrap()).unwrap();
+            } else {
+                sender.send_binary(data).unwrap();
+            }
+        }
+        pair.drive(chunk);
+        let received = if from_client { &pair.server_events } else { &pair.client_events };
+        let expected: Vec<Event> = messages.iter().map(|(is_text, data)| Event::Message {
+            kind: if *is_text { MessageKind::Text } else { MessageKind::Binary },
+            data: data.clone(),
+        }).collect();
+        prop_assert_eq!(received, &expected);
+    }
+
+    /// Arbitrary bytes never panic the server, and whatever it sends is a valid close.
+    #[test]
+    fn arbitrary_input_never_panics(input in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut server = Connection::server(Config::default());
+        let failed = server.receive_data(&input).is_err();
+        while server.poll_event().is_some() {}
+        let frames = decode_output(server.pending_output());
+        if failed {
+            let (opcode, payload) = frames.last().expect("a close frame after an error");
+            prop_assert_eq!(*opcode, OpCode::Close);
+            let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+            prop_assert!(code.is_valid_on_wire());
+        }
+    }
+}
