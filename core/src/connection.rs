@@ -8,7 +8,7 @@ use crate::decoder::{FrameDecoder, FramePart};
 use crate::encoder::encode_frame;
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
-use crate::mask::apply_mask;
+use crate::mask::{apply_mask, extend_unmasked};
 use crate::random::RandomSource;
 use crate::utf8::Utf8Validator;
 use crate::Role;
@@ -581,14 +581,14 @@ impl Connection {
         }
         if frame.keep {
             let text = self.message == Some(MessageKind::Text);
+            let key = header.mask.unwrap_or([0; 4]);
             for (i, slice) in data.chunks(UNMASK_SLICE).enumerate() {
                 let start = self.message_data.len();
-                self.message_data.extend_from_slice(slice);
-                let fresh = &mut self.message_data[start..];
-                if let Some(key) = header.mask {
-                    apply_mask(fresh, key, offset + (i * UNMASK_SLICE) as u64);
-                }
-                if text && self.utf8.feed(fresh).is_err() {
+                let offset = offset + (i * UNMASK_SLICE) as u64;
+                let ascii = extend_unmasked(&mut self.message_data, slice, key, offset);
+                // ASCII between code points leaves the validator where it was.
+                let validate = text && !(ascii && self.utf8.at_boundary());
+                if validate && self.utf8.feed(&self.message_data[start..]).is_err() {
                     return Err(ProtocolError::InvalidUtf8);
                 }
             }

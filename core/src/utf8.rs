@@ -67,6 +67,11 @@ impl Utf8Validator {
         }
     }
 
+    /// True when no code point is cut off: the next byte must start a new one.
+    pub fn at_boundary(&self) -> bool {
+        self.partial_len == 0
+    }
+
     /// Ends the message: an incomplete code point at the end is an error. Resets the
     /// validator for the next message.
     pub fn finish(&mut self) -> Result<(), Utf8Error> {

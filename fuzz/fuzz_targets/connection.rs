@@ -1,0 +1,45 @@
+//! A connection driven by arbitrary bytes, with application commands mixed in. Oracle:
+//! every frame it emits is valid RFC 6455, every close code it emits may be sent, and
+//! nothing follows its Close frame.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ws6455_core::{CloseCode, Config, Connection, FixedRandom, Role};
+use ws6455_fuzz::{assert_valid_output, chunks};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&control, input)) = data.split_first() else { return };
+    let role = if control & 1 == 0 { Role::Server } else { Role::Client };
+    let config = Config {
+        max_frame_size: 1 << 12,
+        max_message_size: 1 << 14,
+        auto_pong: control & 2 == 0,
+        fragment_size: (control & 4 != 0).then_some(7),
+    };
+    let mut conn = match role {
+        Role::Server => Connection::server(config),
+        Role::Client => Connection::client(config, Box::new(FixedRandom::new(&[control, 1, 2, 3]))),
+    };
+    let mut output = Vec::new();
+    for (i, piece) in chunks(input, control).into_iter().enumerate() {
+        let _ = conn.receive_data(piece);
+        while let Some(event) = conn.poll_event() {
+            if let ws6455_core::Event::Message { data, .. } = event {
+                // Echo, as an application would; refused once closing.
+                let _ = conn.send_binary(&data);
+            }
+        }
+        match (control >> 3, i) {
+            (1, 2) => { let _ = conn.close(CloseCode::NORMAL, "done"); }
+            (2, 1) => { let _ = conn.send_ping(b"ping"); }
+            (3, 3) => { let _ = conn.close(CloseCode(1011), "refused: not an application code"); }
+            _ => {}
+        }
+        let pending = conn.pending_output().len();
+        output.extend_from_slice(conn.pending_output());
+        conn.consume_output(pending);
+    }
+    conn.receive_eof();
+    assert!(conn.close_status().is_some());
+    assert_valid_output(role, &output);
+});
