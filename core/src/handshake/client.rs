@@ -400,4 +400,58 @@ mod tests {
         );
         assert!(out.is_empty());
     }
+
+    proptest::proptest! {
+        /// Any request the client builds is parsed by the server as exactly what was asked,
+        /// and the server's answer is accepted by the client, split at any byte.
+        #[test]
+        fn handshake_round_trips(
+            host in "[a-z0-9.-]{1,20}(:[0-9]{1,5})?",
+            resource in "/[a-zA-Z0-9/._~%-]{0,30}(\\?[a-z0-9=&%+]{0,20})?",
+            protocols in proptest::collection::vec("[a-z][a-z0-9.-]{0,10}", 0..4),
+            headers in proptest::collection::vec(("X-[A-Za-z0-9-]{1,10}", "[ -~]{0,30}"), 0..5),
+            nonce in proptest::array::uniform16(proptest::prelude::any::<u8>()),
+            split in 1usize..50,
+        ) {
+            let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (n.as_str(), v.trim())).collect();
+            let request = ClientRequest {
+                host: &host,
+                resource: &resource,
+                subprotocols: &protocols,
+                extensions: &[],
+                headers: &headers,
+            };
+            let mut wire = Vec::new();
+            let mut client =
+                ClientHandshake::new(&request, &mut FixedRandom::new(&nonce), 8192, &mut wire).unwrap();
+            let mut server = ServerHandshake::new(16384);
+            let mut parsed = None;
+            for piece in wire.chunks(split) {
+                if let Some(r) = server.receive_data(piece).unwrap() {
+                    parsed = Some(r);
+                }
+            }
+            let parsed = parsed.unwrap();
+            validate_upgrade(&parsed).unwrap();
+            proptest::prop_assert_eq!(parsed.url(), resource.as_str());
+            proptest::prop_assert_eq!(parsed.headers().get("host"), Some(host.as_str()));
+            proptest::prop_assert_eq!(parsed.subprotocols(), protocols.clone());
+            for (name, value) in &headers {
+                proptest::prop_assert!(parsed.headers().get_all(name).any(|v| v == *value));
+            }
+            let chosen = protocols.first().copied();
+            let mut answer = Vec::new();
+            accept_response(&parsed, chosen, None, &[], &mut answer).unwrap();
+            let mut response = None;
+            for piece in answer.chunks(split) {
+                if let Some(r) = client.receive_data(piece).unwrap() {
+                    response = Some(r);
+                }
+            }
+            let response = response.unwrap();
+            proptest::prop_assert_eq!(response.subprotocol.as_deref(), chosen);
+        }
+    }
 }
