@@ -336,6 +336,18 @@ impl Connection {
         self.send_message(OpCode::Binary, data, "a binary message")
     }
 
+    /// Queues a frame already encoded with [`encode_frame`] (unmasked): a server encodes a
+    /// broadcast once and hands the same bytes to every connection. Servers only: a client
+    /// must mask each frame with its own key.
+    pub fn send_encoded(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        if self.role == Role::Client {
+            return Err(SendError::MaskRequired);
+        }
+        self.require_open("an encoded frame")?;
+        self.out.extend_from_slice(frame);
+        Ok(())
+    }
+
     /// Queues a Ping with up to 125 bytes of payload.
     pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
         self.send_control(OpCode::Ping, payload, "a ping")

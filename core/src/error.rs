@@ -138,6 +138,8 @@ pub enum SendError {
     CloseReasonTooLong(usize),
     /// A ping or pong payload longer than 125 bytes.
     ControlPayloadTooLong(usize),
+    /// A pre-encoded (unmasked) frame offered to a client connection, which must mask.
+    MaskRequired,
 }
 
 impl fmt::Display for SendError {
@@ -155,6 +157,9 @@ impl fmt::Display for SendError {
             }
             SendError::ControlPayloadTooLong(len) => {
                 write!(f, "control frame payload of {len} bytes exceeds 125 bytes")
+            }
+            SendError::MaskRequired => {
+                f.write_str("a client must mask each frame: pre-encoded frames are for servers")
             }
         }
     }

@@ -1,2 +1,77 @@
-//! Not built yet: this crate is filled by a later issue (see the README's status table).
-//! It exports nothing.
+//! ws6455-mio: a mio event loop that drives [`ws6455_core`] connections.
+//!
+//! One loop is one thread: a `mio::Poll`, a listener, a slab of connections, a timer heap
+//! and a command queue with a `mio::Waker`, so that any thread can send, close or shut
+//! down through a [`LoopHandle`]. The application plugs in through [`Handler`]. Time is
+//! read here and only here; the core is told what happened.
+//!
+//! Memory: all connections of a loop share one 64 KiB read buffer; a connection keeps
+//! only bytes of a frame still incomplete, and output buffers are freed once drained.
+//!
+//! Backpressure: while a connection's buffered outgoing bytes exceed
+//! [`LoopConfig::max_buffered`], the loop stops reading from it, so TCP flow control
+//! reaches a peer that sends without reading; sends over the cap are refused.
+//!
+//! Only accepted (server) connections exist today; the connection phases are an enum so
+//! that client-opened connections can join them.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod event_loop;
+mod handle;
+mod handler;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub use config::{Backpressure, LoopConfig};
+pub use event_loop::EventLoop;
+pub use handle::{ConnShared, LoopHandle, Outgoing, SendError, Status};
+pub use handler::{ConnError, Decision, Handler};
+
+/// Binds `count` listening sockets to `addr`. With more than one they share the port
+/// through `SO_REUSEPORT` and the kernel spreads connections over them. Port 0 picks one
+/// free port for all.
+pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(count.max(1));
+    for _ in 0..count.max(1) {
+        let domain = socket2::Domain::for_address(addr);
+        let socket =
+            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if count > 1 {
+            socket.set_reuse_port(true)?;
+        }
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Starts one loop thread per listener, each with a clone of `handler`.
+pub fn spawn<H: Handler>(
+    listeners: Vec<std::net::TcpListener>,
+    handler: H,
+    config: LoopConfig,
+) -> io::Result<Vec<(LoopHandle, JoinHandle<()>)>> {
+    let config = Arc::new(config);
+    let mut loops = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (event_loop, handle) = EventLoop::new(listener, handler.clone(), config.clone())?;
+        let thread = std::thread::Builder::new()
+            .name(format!("ws6455-loop-{i}"))
+            .spawn(move || event_loop.run())?;
+        loops.push((handle, thread));
+    }
+    Ok(loops)
+}

@@ -1,2 +1,44 @@
-//! Not built yet: this crate is filled by a later issue (see the README's status table).
-//! It exports nothing.
+//! ws6455-server: the `WebSocketServer` API on the ws6455 mio event loop.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ws6455_server::*;
+//!
+//! struct Echo;
+//! impl ConnectionHandler for Echo {
+//!     fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
+//!         let _ = ws.send(event.data);
+//!     }
+//! }
+//!
+//! struct Server;
+//! impl ServerHandler for Server {
+//!     fn on_connection(&self, _: &WebSocketServer, event: &ConnectionEvent) -> Option<Arc<dyn ConnectionHandler>> {
+//!         // Refuse by returning None (HTTP 403); accept with a handler.
+//!         event.request.remote_address().ip().is_loopback().then(|| Arc::new(Echo) as _)
+//!     }
+//! }
+//!
+//! let server = WebSocketServer::new(Server, ServerOptions::default()).unwrap();
+//! println!("listening on ws://{}", server.local_addr());
+//! server.wait(None);
+//! ```
+//!
+//! Callbacks run on the loop threads; `send` and `terminate` work from callbacks and from
+//! any other thread. See [`ConnectionHandler`] for the callback order guarantee.
+
+#![forbid(unsafe_code)]
+
+mod connection;
+mod glue;
+mod server;
+mod types;
+
+pub use connection::{ConnectionHandler, WebSocketConnection};
+pub use server::{ServerHandler, ServerOptions, WebSocketServer};
+pub use types::{
+    ConnectionEvent, Data, DataType, Error, ErrorEvent, HttpResponse, MessageEvent, Request,
+    TerminateEvent,
+};
+pub use ws6455_core::handshake::Headers;
+pub use ws6455_mio::{Backpressure, LoopConfig, SendError, Status};

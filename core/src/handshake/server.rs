@@ -308,9 +308,15 @@ pub fn reject_response(
     Ok(out)
 }
 
-/// The standard reason phrase of the statuses a handshake answers with.
-fn reason_phrase(status: u16) -> &'static str {
+/// The standard reason phrase of an HTTP status (those a WebSocket endpoint answers
+/// with; "Error" or "OK" for others).
+pub fn reason_phrase(status: u16) -> &'static str {
     match status {
+        101 => "Switching Protocols",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -321,6 +327,7 @@ fn reason_phrase(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
+        200..=299 => "OK",
         _ => "Error",
     }
 }
@@ -337,8 +344,6 @@ pub struct ServerHandshake {
     max_size: usize,
     /// Where the header block ends, once complete.
     end: Option<usize>,
-    /// Whether the request line has been checked already.
-    line_checked: bool,
 }
 
 impl ServerHandshake {
@@ -348,7 +353,6 @@ impl ServerHandshake {
             buf: Vec::new(),
             max_size,
             end: None,
-            line_checked: false,
         }
     }
 
@@ -370,14 +374,12 @@ impl ServerHandshake {
                     limit: self.max_size,
                 });
             }
-            if !self.line_checked && self.buf.contains(&b'\n') {
-                // Fail fast on a request line that is not HTTP, before the limit or the
-                // handshake timeout would.
-                self.line_checked = true;
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                if let Err(e) = httparse::Request::new(&mut headers).parse(&self.buf) {
-                    return Err(parse_error(e, self.max_size));
-                }
+            // Fail fast on bytes that are not HTTP, before the limit or the handshake
+            // timeout would. Parsing the whole buffer on every call keeps the verdict
+            // independent of how the input was split (a fuzzed property).
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            if let Err(e) = httparse::Request::new(&mut headers).parse(&self.buf) {
+                return Err(parse_error(e, self.max_size));
             }
             return Ok(None);
         };
@@ -558,6 +560,16 @@ mod tests {
         assert_eq!(parse(&old), Err(HandshakeError::UnsupportedHttpVersion));
         let garbage = parse("\x16\x03\x01 not http\r\n");
         assert_eq!(garbage.unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn verdict_does_not_depend_on_splitting() {
+        // Regression (found by the server_handshake fuzz target): a request line that
+        // turns invalid after an earlier chunk looked fine was only caught when whole.
+        let mut hs = ServerHandshake::new(DEFAULT_MAX_REQUEST_SIZE);
+        assert_eq!(hs.receive_data(b"\n"), Ok(None));
+        assert!(hs.receive_data(b"=\n").is_err());
+        assert!(parse("\n=\n").is_err());
     }
 
     #[test]

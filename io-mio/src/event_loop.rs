@@ -1,0 +1,761 @@
+//! The event loop: one `mio::Poll`, a listener, a slab of connections, a timer heap and a
+//! command queue. Edge-triggered: sockets are read until `WouldBlock` (at most a few reads
+//! per turn, for fairness) and written until `WouldBlock`; WRITABLE is asked for only while
+//! output is pending.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use ws6455_core::handshake::{accept_response, validate_upgrade, HandshakeError, ServerHandshake};
+use ws6455_core::{CloseCode, Connection, ConnectionState, Event};
+
+use crate::config::LoopConfig;
+use crate::handle::{Command, ConnShared, HandleInner, LoopHandle, Outgoing, Status, CURRENT_LOOP};
+use crate::handler::{ConnError, Decision, Handler};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+/// The read buffer shared by every connection of a loop: connections keep only leftovers.
+const READ_BUFFER: usize = 64 << 10;
+/// Reads per connection per turn before others get theirs.
+const READS_PER_TURN: usize = 16;
+
+/// Connection identifiers, unique across all loops of the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+enum Phase<C> {
+    /// Reading the handshake request.
+    Handshake(ServerHandshake),
+    /// Writing an HTTP answer (refusal or plain HTTP), then closing.
+    Responding,
+    /// The WebSocket connection proper.
+    Open { core: Box<Connection>, app: C },
+}
+
+struct Conn<C> {
+    socket: TcpStream,
+    remote: SocketAddr,
+    shared: Arc<ConnShared>,
+    phase: Phase<C>,
+    /// HTTP bytes (101 or an error answer), written before any frame.
+    http_out: Vec<u8>,
+    http_sent: usize,
+    interest: Interest,
+    /// The earliest timer entry this connection has in the heap.
+    scheduled: Option<Instant>,
+    accepted: Instant,
+    last_input: Instant,
+    ping_sent: Option<Instant>,
+    /// When the closing handshake (or an HTTP answer) started.
+    closing_since: Option<Instant>,
+    read_paused: bool,
+    in_ready: bool,
+    errored: bool,
+    eof: bool,
+}
+
+impl<C> Conn<C> {
+    fn pending_output(&self) -> &[u8] {
+        if self.http_sent < self.http_out.len() {
+            return &self.http_out[self.http_sent..];
+        }
+        match &self.phase {
+            Phase::Open { core, .. } => core.pending_output(),
+            _ => &[],
+        }
+    }
+
+    fn consume_output(&mut self, n: usize) {
+        if self.http_sent < self.http_out.len() {
+            self.http_sent += n;
+            if self.http_sent == self.http_out.len() {
+                self.http_out = Vec::new();
+                self.http_sent = 0;
+            }
+        } else if let Phase::Open { core, .. } = &mut self.phase {
+            core.consume_output(n);
+        }
+    }
+
+    fn unwritten(&self) -> usize {
+        let core = match &self.phase {
+            Phase::Open { core, .. } => core.pending_output().len(),
+            _ => 0,
+        };
+        self.http_out.len() - self.http_sent + core
+    }
+
+    /// Writes until the socket would block or nothing is pending.
+    fn flush(&mut self) -> io::Result<()> {
+        loop {
+            let pending = self.pending_output();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            // `Write` for `&TcpStream`: the socket is shared, `pending` borrows `self`.
+            match (&self.socket).write(pending) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consume_output(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn respond(&mut self, bytes: Vec<u8>) {
+        self.http_out = bytes;
+        self.http_sent = 0;
+        self.phase = Phase::Responding;
+        self.closing_since = Some(Instant::now());
+    }
+
+    fn next_deadline(&self, config: &LoopConfig) -> Option<Instant> {
+        match &self.phase {
+            Phase::Handshake(_) => Some(self.accepted + config.handshake_timeout),
+            Phase::Responding => self.closing_since.map(|t| t + config.close_timeout),
+            Phase::Open { .. } => {
+                if let Some(since) = self.closing_since {
+                    return Some(since + config.close_timeout);
+                }
+                let idle = config.idle_timeout.map(|d| self.last_input + d);
+                let ping = config.ping_interval.map(|interval| match self.ping_sent {
+                    Some(sent) => sent + config.pong_timeout,
+                    None => self.last_input + interval,
+                });
+                match (idle, ping) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        }
+    }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// A caught call into application code.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ConnError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| ConnError::HandlerPanic(panic_message(p)))
+}
+
+fn internal_error_response() -> Vec<u8> {
+    ws6455_core::handshake::reject_response(500, "the server's handler failed", &[])
+        .unwrap_or_default()
+}
+
+/// Reports `error` once and ends the connection the way the error says: a close frame with
+/// its code, or an abort (1006) when no code is sent.
+fn fail_open<H: Handler>(
+    handler: &mut H,
+    core: &mut Connection,
+    app: &mut H::Conn,
+    errored: &mut bool,
+    error: ConnError,
+) {
+    if !*errored {
+        *errored = true;
+        let _ = guarded(|| handler.on_error(app, &error));
+    }
+    match error.close_code() {
+        Some(code) if core.state() == ConnectionState::Open => {
+            let text = error.to_string();
+            let mut end = text.len().min(ws6455_core::close::MAX_CLOSE_REASON);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let _ = core.close_with_standard_code(code, &text[..end]);
+        }
+        Some(_) => {}
+        None => core.abort(&error.to_string()),
+    }
+}
+
+/// Feeds bytes to an open connection and delivers its events.
+fn feed_open<H: Handler>(handler: &mut H, conn: &mut Conn<H::Conn>, data: &[u8]) {
+    let Phase::Open { core, app } = &mut conn.phase else {
+        return;
+    };
+    conn.last_input = Instant::now();
+    conn.ping_sent = None;
+    let result = core.receive_data(data);
+    while let Some(event) = core.poll_event() {
+        let Event::Message { kind, data } = event else {
+            continue;
+        };
+        if conn.errored {
+            core.recycle(data);
+            continue;
+        }
+        match guarded(|| handler.on_message(app, kind, data)) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) | Err(error) => fail_open(handler, core, app, &mut conn.errored, error),
+        }
+    }
+    if let Err(error) = result {
+        fail_open(
+            handler,
+            core,
+            app,
+            &mut conn.errored,
+            ConnError::Protocol(error),
+        );
+    }
+}
+
+/// Feeds bytes to a connection in any phase.
+fn feed<H: Handler>(handler: &mut H, config: &LoopConfig, conn: &mut Conn<H::Conn>, data: &[u8]) {
+    let Phase::Handshake(hs) = &mut conn.phase else {
+        return feed_open(handler, conn, data);
+    };
+    let request = match hs.receive_data(data) {
+        Ok(None) => return,
+        Ok(Some(request)) => request,
+        Err(error) => {
+            let _ = guarded(|| handler.on_bad_request(&error, conn.remote));
+            return conn.respond(error.response());
+        }
+    };
+    let leftover = hs.leftover().to_vec();
+    let remote = conn.remote;
+    let decision = match validate_upgrade(&request) {
+        Err(HandshakeError::NotUpgrade) => guarded(|| handler.on_http_request(&request, remote))
+            .map(Decision::Respond)
+            .unwrap_or_else(|_| Decision::Respond(internal_error_response())),
+        Err(error) => {
+            let _ = guarded(|| handler.on_bad_request(&error, remote));
+            Decision::Respond(error.response())
+        }
+        Ok(()) => guarded(|| handler.on_request(&request, remote, &conn.shared))
+            .unwrap_or_else(|_| Decision::Respond(internal_error_response())),
+    };
+    let (app, subprotocol, headers) = match decision {
+        Decision::Respond(bytes) => return conn.respond(bytes),
+        Decision::Accept {
+            conn: app,
+            subprotocol,
+            headers,
+        } => (app, subprotocol, headers),
+    };
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let mut response = Vec::new();
+    if accept_response(
+        &request,
+        subprotocol.as_deref(),
+        None,
+        &headers,
+        &mut response,
+    )
+    .is_err()
+    {
+        // The application gave a header that would corrupt the response.
+        drop(app);
+        return conn.respond(internal_error_response());
+    }
+    conn.http_out = response;
+    conn.http_sent = 0;
+    conn.phase = Phase::Open {
+        core: Box::new(Connection::server(config.protocol.clone())),
+        app,
+    };
+    conn.shared.set_status(Status::Connected);
+    if let Phase::Open { core, app } = &mut conn.phase {
+        if let Err(error) = guarded(|| handler.on_open(app)) {
+            fail_open(handler, core, app, &mut conn.errored, error);
+        }
+    }
+    if !leftover.is_empty() {
+        feed_open(handler, conn, &leftover);
+    }
+}
+
+/// A running loop. Build it with [`EventLoop::new`] and call [`EventLoop::run`] on its thread.
+pub struct EventLoop<H: Handler> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Conn<H::Conn>>,
+    handler: H,
+    handle: LoopHandle,
+    config: Arc<LoopConfig>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    ready: VecDeque<usize>,
+    read_buf: Vec<u8>,
+    commands: VecDeque<Command>,
+    /// Set once shutting down; holds the deadline after which connections are destroyed.
+    shutdown: Option<Option<Instant>>,
+}
+
+impl<H: Handler> std::fmt::Debug for EventLoop<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("connections", &self.conns.len())
+            .field("shutting_down", &self.shutdown.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> EventLoop<H> {
+    /// A loop serving `listener` (made non-blocking here) with `handler`.
+    pub fn new(
+        listener: std::net::TcpListener,
+        handler: H,
+        config: Arc<LoopConfig>,
+    ) -> io::Result<(Self, LoopHandle)> {
+        listener.set_nonblocking(true)?;
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let handle = LoopHandle {
+            inner: Arc::new(HandleInner {
+                commands: Mutex::new(VecDeque::new()),
+                waker,
+                max_buffered: config.max_buffered,
+                backpressure: config.backpressure,
+            }),
+        };
+        let event_loop = EventLoop {
+            poll,
+            listener: Some(listener),
+            conns: Slab::new(),
+            handler,
+            handle: handle.clone(),
+            config,
+            timers: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            read_buf: vec![0; READ_BUFFER],
+            commands: VecDeque::new(),
+            shutdown: None,
+        };
+        Ok((event_loop, handle))
+    }
+
+    /// Runs until shut down and every connection is gone; then calls
+    /// [`Handler::on_loop_exit`].
+    pub fn run(mut self) {
+        CURRENT_LOOP.with(|c| c.set(self.handle.address()));
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // The poller itself failed: nothing can be served any more.
+                self.destroy_all();
+                break;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(key) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(key);
+                        }
+                        self.update(key);
+                    }
+                }
+            }
+            self.run_commands();
+            for _ in 0..self.ready.len() {
+                let Some(key) = self.ready.pop_front() else {
+                    break;
+                };
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.in_ready = false;
+                }
+                self.read(key);
+                self.update(key);
+            }
+            self.fire_timers();
+            if self.shutdown.is_some() && self.conns.is_empty() {
+                break;
+            }
+        }
+        CURRENT_LOOP.with(|c| c.set(0));
+        let _ = guarded(|| self.handler.on_loop_exit());
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        let shutdown = self.shutdown.flatten();
+        let next = match (timer, shutdown) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }?;
+        // Round up so that the timer has expired when poll returns.
+        Some(next.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut socket, remote)) => {
+                    let _ = socket.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    let registered =
+                        self.poll
+                            .registry()
+                            .register(&mut socket, Token(key), Interest::READABLE);
+                    if registered.is_err() {
+                        continue;
+                    }
+                    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                    let now = Instant::now();
+                    entry.insert(Conn {
+                        socket,
+                        remote,
+                        shared: Arc::new(ConnShared::new(id, key)),
+                        phase: Phase::Handshake(ServerHandshake::new(self.config.max_request_size)),
+                        http_out: Vec::new(),
+                        http_sent: 0,
+                        interest: Interest::READABLE,
+                        scheduled: None,
+                        accepted: now,
+                        last_input: now,
+                        ping_sent: None,
+                        closing_since: None,
+                        read_paused: false,
+                        in_ready: false,
+                        errored: false,
+                        eof: false,
+                    });
+                    self.update(key);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Out of file descriptors or a connection reset before accept: try again
+                // on the next readiness event rather than spin.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn read(&mut self, key: usize) {
+        for turn in 0.. {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.read_paused || conn.eof || matches!(conn.phase, Phase::Responding) {
+                return;
+            }
+            if turn == READS_PER_TURN {
+                if !conn.in_ready {
+                    conn.in_ready = true;
+                    self.ready.push_back(key);
+                }
+                return;
+            }
+            match conn.socket.read(&mut self.read_buf) {
+                Ok(0) => {
+                    conn.eof = true;
+                    if let Phase::Open { core, .. } = &mut conn.phase {
+                        core.receive_eof();
+                    }
+                    return;
+                }
+                Ok(n) => feed(&mut self.handler, &self.config, conn, &self.read_buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail_io(key, e),
+            }
+        }
+    }
+
+    fn fail_io(&mut self, key: usize, error: io::Error) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.eof = true;
+            if let Phase::Open { core, app } = &mut conn.phase {
+                if core.state() != ConnectionState::Closed {
+                    fail_open(
+                        &mut self.handler,
+                        core,
+                        app,
+                        &mut conn.errored,
+                        ConnError::Io(error.to_string()),
+                    );
+                }
+            }
+        }
+        self.remove(key);
+    }
+
+    /// Reconciles a connection after anything happened to it: writes, decides whether it
+    /// is finished, publishes its status, applies backpressure, sets interest and timers.
+    fn update(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Err(error) = conn.flush() {
+            return self.fail_io(key, error);
+        }
+        let finished = match &conn.phase {
+            Phase::Handshake(_) => conn.eof,
+            Phase::Responding => conn.pending_output().is_empty() || conn.eof,
+            Phase::Open { core, .. } => {
+                core.should_close_transport()
+                    || (conn.eof && core.state() == ConnectionState::Closed)
+            }
+        };
+        if finished {
+            return self.remove(key);
+        }
+        if let Phase::Open { core, .. } = &conn.phase {
+            conn.shared.set_status(match core.state() {
+                ConnectionState::Open => Status::Connected,
+                ConnectionState::Closing => Status::Closing,
+                ConnectionState::Closed => Status::Closed,
+            });
+            if core.close_expected() && conn.closing_since.is_none() {
+                conn.closing_since = Some(Instant::now());
+            }
+        }
+        let unwritten = conn.unwritten();
+        conn.shared.set_unwritten(unwritten);
+        if conn.shared.buffered_amount() > self.config.max_buffered {
+            conn.read_paused = true;
+        } else if conn.read_paused {
+            conn.read_paused = false;
+            if !conn.in_ready {
+                conn.in_ready = true;
+                self.ready.push_back(key);
+            }
+        }
+        let wanted = if unwritten > 0 {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if wanted != conn.interest {
+            if let Err(error) =
+                self.poll
+                    .registry()
+                    .reregister(&mut conn.socket, Token(key), wanted)
+            {
+                return self.fail_io(key, error);
+            }
+            conn.interest = wanted;
+        }
+        if let Some(deadline) = conn.next_deadline(&self.config) {
+            if conn.scheduled.is_none_or(|s| deadline < s) {
+                conn.scheduled = Some(deadline);
+                self.timers.push(Reverse((deadline, key, conn.shared.id())));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.socket);
+        conn.shared.set_status(Status::Closed);
+        conn.shared.set_unwritten(0);
+        if let Phase::Open { mut core, app } = conn.phase {
+            core.abort("the connection was closed");
+            if let Some(status) = core.close_status() {
+                let _ = guarded(|| self.handler.on_close(app, status));
+            }
+        }
+    }
+
+    fn live(&mut self, shared: &ConnShared) -> Option<usize> {
+        let conn = self.conns.get(shared.token)?;
+        (conn.shared.id() == shared.id()).then_some(shared.token)
+    }
+
+    fn run_commands(&mut self) {
+        {
+            let mut queue = self
+                .handle
+                .inner
+                .commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *queue, &mut self.commands);
+        }
+        while let Some(command) = self.commands.pop_front() {
+            let key = match &command {
+                Command::Send { conn, message } => {
+                    conn.dequeued(message.len());
+                    self.live(conn)
+                }
+                Command::SendFrame { conn, frame } => {
+                    conn.dequeued(frame.len());
+                    self.live(conn)
+                }
+                Command::Ping { conn, .. } | Command::Close { conn, .. } => self.live(conn),
+                Command::Shutdown { timeout } => {
+                    self.begin_shutdown(*timeout);
+                    continue;
+                }
+            };
+            let Some(key) = key else { continue };
+            let conn = &mut self.conns[key];
+            let Phase::Open { core, .. } = &mut conn.phase else {
+                if matches!(command, Command::Close { .. }) {
+                    self.remove(key);
+                }
+                continue;
+            };
+            // Refusals here mean the state changed since the handle checked it (a close
+            // crossed the send): the message is moot, as the API documents.
+            let _ = match command {
+                Command::Send {
+                    message: Outgoing::Text(text),
+                    ..
+                } => core.send_text(&text),
+                Command::Send {
+                    message: Outgoing::Binary(data),
+                    ..
+                } => core.send_binary(&data),
+                Command::SendFrame { frame, .. } => core.send_encoded(&frame),
+                Command::Ping { payload, .. } => core.send_ping(&payload),
+                Command::Close { code, reason, .. } => core.close_with_standard_code(code, &reason),
+                Command::Shutdown { .. } => Ok(()),
+            };
+            self.update(key);
+        }
+    }
+
+    fn begin_shutdown(&mut self, timeout: Option<Duration>) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        if timeout == Some(Duration::ZERO) {
+            self.shutdown = Some(Some(Instant::now()));
+            return self.destroy_all();
+        }
+        self.shutdown = Some(timeout.map(|t| Instant::now() + t));
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            match &mut self.conns[key].phase {
+                Phase::Open { core, .. } => {
+                    if core.state() == ConnectionState::Open {
+                        let _ = core.close_with_standard_code(
+                            CloseCode::GOING_AWAY,
+                            "server shutting down",
+                        );
+                    }
+                    self.update(key);
+                }
+                Phase::Handshake(_) | Phase::Responding => self.remove(key),
+            }
+        }
+    }
+
+    /// Destroys every connection at once: no Close frame, and a TCP reset instead of FIN.
+    fn destroy_all(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            let _ = socket2::SockRef::from(&conn.socket).set_linger(Some(Duration::ZERO));
+            if let Phase::Open { core, .. } = &mut conn.phase {
+                core.abort("the server was terminated");
+            }
+            self.remove(key);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        if self
+            .shutdown
+            .flatten()
+            .is_some_and(|deadline| now >= deadline)
+        {
+            self.destroy_all();
+        }
+        while let Some(Reverse((at, key, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.shared.id() != id {
+                continue;
+            }
+            if conn.scheduled == Some(at) {
+                conn.scheduled = None;
+            }
+            self.on_timer(key, now);
+            self.update(key);
+        }
+    }
+
+    fn on_timer(&mut self, key: usize, now: Instant) {
+        let config = self.config.clone();
+        let conn = &mut self.conns[key];
+        let Some(deadline) = conn.next_deadline(&config) else {
+            return;
+        };
+        if deadline > now {
+            return;
+        }
+        let Phase::Open { core, app } = &mut conn.phase else {
+            // A handshake that took too long (slowloris) or an answer nobody reads.
+            return self.remove(key);
+        };
+        if conn.closing_since.is_some() {
+            core.abort("the closing handshake timed out");
+            return self.remove(key);
+        }
+        if let Some(idle) = config.idle_timeout {
+            if now >= conn.last_input + idle {
+                let _ = core.close_with_standard_code(CloseCode::GOING_AWAY, "idle timeout");
+                return;
+            }
+        }
+        if config.ping_interval.is_some() {
+            match conn.ping_sent {
+                None => {
+                    let _ = core.send_ping(b"");
+                    conn.ping_sent = Some(now);
+                }
+                Some(_) => {
+                    fail_open(
+                        &mut self.handler,
+                        core,
+                        app,
+                        &mut conn.errored,
+                        ConnError::Timeout("pong"),
+                    );
+                    self.remove(key);
+                }
+            }
+        }
+    }
+}

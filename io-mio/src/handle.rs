@@ -1,0 +1,330 @@
+//! Talking to a running loop from any thread: per-connection shared state and the command
+//! queue with its waker.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mio::Waker;
+use ws6455_core::CloseCode;
+
+use crate::config::Backpressure;
+
+/// The life stage of a connection, as the application API reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// The opening handshake is in progress.
+    Connecting,
+    /// Messages flow both ways.
+    Connected,
+    /// The closing handshake has started.
+    Closing,
+    /// The connection is over.
+    Closed,
+}
+
+impl Status {
+    fn from_u8(value: u8) -> Status {
+        match value {
+            0 => Status::Connecting,
+            1 => Status::Connected,
+            2 => Status::Closing,
+            _ => Status::Closed,
+        }
+    }
+}
+
+/// State of one connection shared between its loop and the application's handles.
+#[derive(Debug)]
+pub struct ConnShared {
+    id: u64,
+    pub(crate) token: usize,
+    status: AtomicU8,
+    /// Payload bytes of sends queued but not yet taken by the loop.
+    queued: AtomicUsize,
+    /// Bytes the loop holds for the socket (encoded, not yet written).
+    unwritten: AtomicUsize,
+}
+
+impl ConnShared {
+    pub(crate) fn new(id: u64, token: usize) -> Self {
+        ConnShared {
+            id,
+            token,
+            status: AtomicU8::new(0),
+            queued: AtomicUsize::new(0),
+            unwritten: AtomicUsize::new(0),
+        }
+    }
+
+    /// The connection's identifier, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        Status::from_u8(self.status.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_status(&self, status: Status) {
+        self.status.store(status as u8, Ordering::Release);
+    }
+
+    /// Outgoing bytes accepted by `send` and not yet written to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.queued.load(Ordering::Acquire) + self.unwritten.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_unwritten(&self, bytes: usize) {
+        self.unwritten.store(bytes, Ordering::Release);
+    }
+
+    pub(crate) fn dequeued(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Why a send or close through a [`LoopHandle`] was refused. Nothing was queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is not open (still connecting, closing or closed).
+    NotOpen(Status),
+    /// The buffered outgoing bytes would exceed the cap.
+    BufferFull {
+        /// Bytes buffered before this send.
+        buffered: usize,
+        /// The configured cap.
+        cap: usize,
+    },
+    /// The protocol refused the command (close code, reason or control payload length).
+    Protocol(ws6455_core::SendError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::NotOpen(status) => write!(f, "connection is not open (status {status:?})"),
+            SendError::BufferFull { buffered, cap } => write!(
+                f,
+                "outgoing buffer full: {buffered} bytes buffered, cap {cap}; the peer is not reading"
+            ),
+            SendError::Protocol(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl Outgoing {
+    /// The payload length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Outgoing::Text(text) => text.len(),
+            Outgoing::Binary(data) => data.len(),
+        }
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Work for the loop, queued by any thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Send {
+        conn: Arc<ConnShared>,
+        message: Outgoing,
+    },
+    /// A frame already encoded (server frames are unmasked, so identical for everyone).
+    SendFrame {
+        conn: Arc<ConnShared>,
+        frame: Arc<[u8]>,
+    },
+    Ping {
+        conn: Arc<ConnShared>,
+        payload: Vec<u8>,
+    },
+    Close {
+        conn: Arc<ConnShared>,
+        code: CloseCode,
+        reason: String,
+    },
+    Shutdown {
+        timeout: Option<Duration>,
+    },
+}
+
+pub(crate) struct HandleInner {
+    pub(crate) commands: Mutex<VecDeque<Command>>,
+    pub(crate) waker: Waker,
+    pub(crate) max_buffered: usize,
+    pub(crate) backpressure: Backpressure,
+}
+
+thread_local! {
+    /// The loop running on this thread, if any (address of its `HandleInner`): commands
+    /// queued from inside a callback need no wake-up system call.
+    pub(crate) static CURRENT_LOOP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A clonable, thread-safe handle to a running loop.
+#[derive(Clone)]
+pub struct LoopHandle {
+    pub(crate) inner: Arc<HandleInner>,
+}
+
+impl fmt::Debug for LoopHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopHandle").finish_non_exhaustive()
+    }
+}
+
+impl LoopHandle {
+    pub(crate) fn address(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    fn push(&self, command: Command) {
+        let mut queue = self
+            .inner
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        queue.push_back(command);
+        drop(queue);
+        if CURRENT_LOOP.with(|c| c.get()) != self.address() {
+            // A failed wake means the loop is gone; the command is then moot.
+            let _ = self.inner.waker.wake();
+        }
+    }
+
+    fn check_open(conn: &ConnShared) -> Result<(), SendError> {
+        match conn.status() {
+            Status::Connected => Ok(()),
+            other => Err(SendError::NotOpen(other)),
+        }
+    }
+
+    fn reserve(&self, conn: &Arc<ConnShared>, bytes: usize) -> Result<(), SendError> {
+        Self::check_open(conn)?;
+        let buffered = conn.buffered_amount();
+        let cap = self.inner.max_buffered;
+        if buffered + bytes > cap && buffered > 0 {
+            if self.inner.backpressure == Backpressure::Close {
+                self.push(Command::Close {
+                    conn: conn.clone(),
+                    code: CloseCode::POLICY_VIOLATION,
+                    reason: "outgoing buffer full".into(),
+                });
+            }
+            return Err(SendError::BufferFull { buffered, cap });
+        }
+        conn.queued.fetch_add(bytes, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Queues a message. Refused when the connection is not open or its buffer is full
+    /// (a message larger than the cap is accepted when nothing is buffered).
+    pub fn send(&self, conn: &Arc<ConnShared>, message: Outgoing) -> Result<(), SendError> {
+        self.reserve(conn, message.len())?;
+        self.push(Command::Send {
+            conn: conn.clone(),
+            message,
+        });
+        Ok(())
+    }
+
+    /// Queues a frame encoded once for many connections (see
+    /// [`ws6455_core::encoder::encode_frame`]; server frames only, as they are unmasked).
+    pub fn send_frame(&self, conn: &Arc<ConnShared>, frame: Arc<[u8]>) -> Result<(), SendError> {
+        self.reserve(conn, frame.len())?;
+        self.push(Command::SendFrame {
+            conn: conn.clone(),
+            frame,
+        });
+        Ok(())
+    }
+
+    /// Queues a Ping (at most 125 bytes of payload).
+    pub fn ping(&self, conn: &Arc<ConnShared>, payload: Vec<u8>) -> Result<(), SendError> {
+        if payload.len() > ws6455_core::frame::MAX_CONTROL_PAYLOAD {
+            return Err(SendError::Protocol(
+                ws6455_core::SendError::ControlPayloadTooLong(payload.len()),
+            ));
+        }
+        Self::check_open(conn)?;
+        self.push(Command::Ping {
+            conn: conn.clone(),
+            payload,
+        });
+        Ok(())
+    }
+
+    /// Starts the closing handshake with an application code (1000 or 3000-4999) and a
+    /// reason of at most 123 bytes; anything else is refused and nothing is sent.
+    pub fn close(
+        &self,
+        conn: &Arc<ConnShared>,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        if !code.is_application_code() {
+            return Err(SendError::Protocol(
+                ws6455_core::SendError::InvalidCloseCode(code.0),
+            ));
+        }
+        self.close_with_standard_code(conn, code, reason)
+    }
+
+    /// Starts the closing handshake with any code valid on the wire (for the engine:
+    /// 1001 on shutdown, 1007 for undecodable data, 1011 after a handler failure...).
+    pub fn close_with_standard_code(
+        &self,
+        conn: &Arc<ConnShared>,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        if !code.is_valid_on_wire() {
+            return Err(SendError::Protocol(
+                ws6455_core::SendError::InvalidCloseCode(code.0),
+            ));
+        }
+        if reason.len() > ws6455_core::close::MAX_CLOSE_REASON {
+            return Err(SendError::Protocol(
+                ws6455_core::SendError::CloseReasonTooLong(reason.len()),
+            ));
+        }
+        match conn.status() {
+            Status::Connected | Status::Connecting => {}
+            other => return Err(SendError::NotOpen(other)),
+        }
+        self.push(Command::Close {
+            conn: conn.clone(),
+            code,
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Stops the loop: no new connections; every open connection gets a Close (1001).
+    /// With `timeout`, connections still open at the deadline are destroyed; a zero
+    /// timeout destroys them at once, with no Close frame and no FIN (TCP reset).
+    pub fn shutdown(&self, timeout: Option<Duration>) {
+        self.push(Command::Shutdown { timeout });
+    }
+}

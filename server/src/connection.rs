@@ -1,0 +1,132 @@
+//! `WebSocketConnection`: a handle on one accepted connection, and its handler trait.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ws6455_core::CloseCode;
+use ws6455_mio::{ConnShared, LoopHandle, Outgoing, SendError, Status};
+
+use crate::server::{ServerInner, WebSocketServer};
+use crate::types::{Data, DataType, ErrorEvent, MessageEvent, TerminateEvent};
+
+/// Callbacks for one connection. Only `on_message` is mandatory.
+///
+/// Order guarantee: `on_open` once, then `on_message` any number of times, then at most
+/// one `on_error` (which stops the processing of the connection), then `on_terminate`
+/// exactly once, last. Callbacks run on the connection's loop thread; a panic in one is
+/// caught and fails this connection only (`on_error`, then close 1011).
+pub trait ConnectionHandler: Send + Sync + 'static {
+    /// The connection is open (`type = "open"`), right after `on_connection` accepted it.
+    fn on_open(&self, ws: &WebSocketConnection) {
+        let _ = ws;
+    }
+
+    /// A whole message arrived (`type = "message"`).
+    fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent);
+
+    /// The connection closed (`type = "terminate"`).
+    fn on_terminate(&self, ws: &WebSocketConnection, event: TerminateEvent) {
+        let _ = (ws, event);
+    }
+
+    /// An error occurred (`type = "error"`); the connection is being closed.
+    fn on_error(&self, ws: &WebSocketConnection, event: ErrorEvent) {
+        let _ = (ws, event);
+    }
+}
+
+pub(crate) struct ConnInner {
+    pub(crate) shared: Arc<ConnShared>,
+    pub(crate) handle: LoopHandle,
+    pub(crate) handler: Arc<dyn ConnectionHandler>,
+    pub(crate) server: Arc<ServerInner>,
+    pub(crate) remote_address: SocketAddr,
+    pub(crate) subprotocol: Option<String>,
+}
+
+/// A clonable, thread-safe handle on an accepted connection (`ws` in the callbacks).
+#[derive(Clone)]
+pub struct WebSocketConnection {
+    pub(crate) inner: Arc<ConnInner>,
+}
+
+impl fmt::Debug for WebSocketConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketConnection")
+            .field("id", &self.id())
+            .field("status", &self.status())
+            .field("remote_address", &self.inner.remote_address)
+            .finish()
+    }
+}
+
+impl WebSocketConnection {
+    /// The connection's identifier, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.inner.shared.id()
+    }
+
+    /// `Connecting`, `Connected`, `Closing` or `Closed`.
+    pub fn status(&self) -> Status {
+        self.inner.shared.status()
+    }
+
+    /// Sends text (a text frame), bytes (a binary frame) or a JSON value (a text frame of
+    /// its serialisation). Works from callbacks and from any thread; refused when the
+    /// connection is not open or its outgoing buffer is over the cap.
+    pub fn send(&self, data: impl Into<Data>) -> Result<(), SendError> {
+        let message = match data.into() {
+            Data::Text(text) => Outgoing::Text(text),
+            Data::Blob(bytes) => Outgoing::Binary(bytes),
+            Data::Object(value) => Outgoing::Text(value.to_string()),
+        };
+        self.inner.handle.send(&self.inner.shared, message)
+    }
+
+    /// Sends a Ping with up to 125 bytes of payload.
+    pub fn ping(&self, payload: &[u8]) -> Result<(), SendError> {
+        self.inner.handle.ping(&self.inner.shared, payload.to_vec())
+    }
+
+    /// Closes the connection: `code` 1000 (the default) or 3000-4999, `reason` at most
+    /// 123 bytes of UTF-8. Anything else is refused and nothing is sent.
+    pub fn terminate(&self, code: Option<u16>, reason: Option<&str>) -> Result<(), SendError> {
+        let code = CloseCode(code.unwrap_or(1000));
+        self.inner
+            .handle
+            .close(&self.inner.shared, code, reason.unwrap_or(""))
+    }
+
+    /// Outgoing bytes accepted by `send` and not yet written to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.inner.shared.buffered_amount()
+    }
+
+    /// The server this connection belongs to.
+    pub fn wss(&self) -> WebSocketServer {
+        WebSocketServer {
+            inner: self.inner.server.clone(),
+        }
+    }
+
+    /// The connection handler returned by `on_connection`.
+    pub fn handler(&self) -> &Arc<dyn ConnectionHandler> {
+        &self.inner.handler
+    }
+
+    /// The client's address.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.inner.remote_address
+    }
+
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.inner.subprotocol.as_deref()
+    }
+
+    /// The server's data type, which decides how messages are delivered.
+    pub fn data_type(&self) -> DataType {
+        self.inner.server.options.data_type
+    }
+}

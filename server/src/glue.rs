@@ -1,0 +1,187 @@
+//! The bridge between the event loop's `Handler` and the user's server and connection
+//! handlers: path matching, refusal, data type conversion, the connections collection.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use ws6455_core::handshake::{reject_response, HandshakeError};
+use ws6455_core::{CloseStatus, MessageKind};
+use ws6455_mio::{ConnError, ConnShared, Decision, Handler};
+
+use crate::connection::{ConnInner, WebSocketConnection};
+use crate::server::{ServerInner, WebSocketServer};
+use crate::types::{
+    ConnectionEvent, Data, DataType, Error, ErrorEvent, MessageEvent, Request, TerminateEvent,
+};
+
+/// One loop's view of the server. The slot is filled before the loop starts.
+#[derive(Clone)]
+pub(crate) struct Glue {
+    slot: Arc<OnceLock<Arc<ServerInner>>>,
+    index: usize,
+}
+
+impl Glue {
+    pub(crate) fn new(slot: Arc<OnceLock<Arc<ServerInner>>>, index: usize) -> Self {
+        Glue { slot, index }
+    }
+
+    fn server(&self) -> &Arc<ServerInner> {
+        self.slot
+            .get()
+            .expect("the server is set before its loops start")
+    }
+
+    fn handle(&self) -> WebSocketServer {
+        WebSocketServer {
+            inner: self.server().clone(),
+        }
+    }
+
+    fn server_error(&self, code: u16, message: String, component: &'static str) {
+        let server = self.handle();
+        let errors = vec![Error {
+            code,
+            message,
+            component,
+        }];
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            server
+                .inner
+                .handler
+                .on_error(&server, ErrorEvent { errors })
+        }));
+    }
+}
+
+fn refuse(status: u16, message: &str) -> Vec<u8> {
+    reject_response(status, message, &[]).unwrap_or_default()
+}
+
+impl Handler for Glue {
+    type Conn = WebSocketConnection;
+
+    fn on_request(
+        &mut self,
+        request: &ws6455_core::handshake::Request,
+        remote: SocketAddr,
+        shared: &Arc<ConnShared>,
+    ) -> Decision<WebSocketConnection> {
+        let inner = self.server().clone();
+        if !inner.serves(request.path()) {
+            return Decision::Respond(refuse(404, "no WebSocket endpoint at this path"));
+        }
+        let server = self.handle();
+        let event = ConnectionEvent {
+            request: Request {
+                inner: request.clone(),
+                remote_address: remote,
+            },
+        };
+        let Some(handler) = inner.handler.on_connection(&server, &event) else {
+            return Decision::Respond(refuse(403, "connection refused by the server"));
+        };
+        let offered = request.subprotocols();
+        let subprotocol = inner
+            .handler
+            .select_subprotocol(&server, &offered)
+            .filter(|chosen| offered.contains(&chosen.as_str()));
+        let ws = WebSocketConnection {
+            inner: Arc::new(ConnInner {
+                shared: shared.clone(),
+                handle: inner.loops[self.index].clone(),
+                handler,
+                server: inner.clone(),
+                remote_address: remote,
+                subprotocol: subprotocol.clone(),
+            }),
+        };
+        inner
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ws.id(), ws.clone());
+        Decision::Accept {
+            conn: ws,
+            subprotocol,
+            headers: Vec::new(),
+        }
+    }
+
+    fn on_http_request(
+        &mut self,
+        request: &ws6455_core::handshake::Request,
+        remote: SocketAddr,
+    ) -> Vec<u8> {
+        let server = self.handle();
+        let request = Request {
+            inner: request.clone(),
+            remote_address: remote,
+        };
+        match server.inner.handler.on_http_request(&server, &request) {
+            Some(response) => response.to_bytes(),
+            None => HandshakeError::NotUpgrade.response(),
+        }
+    }
+
+    fn on_bad_request(&mut self, error: &HandshakeError, remote: SocketAddr) {
+        self.server_error(error.status(), format!("{remote}: {error}"), "handshake");
+    }
+
+    fn on_open(&mut self, ws: &mut WebSocketConnection) {
+        ws.inner.handler.clone().on_open(ws);
+    }
+
+    fn on_message(
+        &mut self,
+        ws: &mut WebSocketConnection,
+        kind: MessageKind,
+        data: Vec<u8>,
+    ) -> Result<(), ConnError> {
+        let data = match (self.server().options.data_type, kind) {
+            (DataType::Text, MessageKind::Text) => Data::Text(
+                // The core validated the UTF-8 already; this cannot fail.
+                String::from_utf8(data).map_err(|e| ConnError::InvalidData(e.to_string()))?,
+            ),
+            (DataType::Text | DataType::Blob, _) => Data::Blob(data),
+            (DataType::Object, _) => match serde_json::from_slice(&data) {
+                Ok(value) => Data::Object(value),
+                Err(e) => return Err(ConnError::InvalidData(format!("invalid JSON: {e}"))),
+            },
+        };
+        ws.inner
+            .handler
+            .clone()
+            .on_message(ws, MessageEvent { data });
+        Ok(())
+    }
+
+    fn on_error(&mut self, ws: &mut WebSocketConnection, error: &ConnError) {
+        let errors = vec![Error {
+            code: error.code(),
+            message: error.to_string(),
+            component: "connection",
+        }];
+        ws.inner.handler.clone().on_error(ws, ErrorEvent { errors });
+    }
+
+    fn on_close(&mut self, ws: WebSocketConnection, status: &CloseStatus) {
+        let inner = self.server();
+        inner
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ws.id());
+        let peer_reason = status.code.0 != 1006 && !status.reason.is_empty();
+        let event = TerminateEvent {
+            code: status.code.0,
+            reason: peer_reason.then(|| status.reason.clone()),
+            was_clean: status.clean,
+        };
+        ws.inner.handler.clone().on_terminate(&ws, event);
+    }
+
+    fn on_loop_exit(&mut self) {
+        self.server().clone().loop_exited();
+    }
+}

@@ -1,0 +1,305 @@
+//! `ws6455-server`: the chat demo (default) or an echo server, on the ws6455 engine.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ws6455_server::{
+    ConnectionEvent, ConnectionHandler, Data, ErrorEvent, HttpResponse, MessageEvent, Request,
+    ServerHandler, ServerOptions, TerminateEvent, WebSocketConnection, WebSocketServer,
+};
+
+const USAGE: &str = "\
+ws6455-server: a WebSocket server (RFC 6455) built on the ws6455 engine.
+
+USAGE:
+    ws6455-server [OPTIONS]
+
+OPTIONS:
+    --listen ADDR            address to listen on [default: 127.0.0.1:8080]
+    --mode chat|echo         chat: an HTML page at / and a chat room at /ws (the default);
+                             echo: every message is sent back as it came (text as text,
+                             binary as binary), on any path (used by the Autobahn suite)
+    --path PATTERN           WebSocket path: exact (/ws) or a prefix (/rooms/*)
+                             [default: /ws for chat, every path for echo]
+    --threads N              event loop threads sharing the port [default: 1]
+    --max-message-size BYTES largest message accepted [default: 67108864]
+    --log LEVEL              error | warn | info | debug [default: info]
+    -h, --help               print this help
+
+Ctrl-C or SIGTERM closes every connection with 1001 and exits.
+";
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Chat,
+    Echo,
+}
+
+struct Args {
+    options: ServerOptions,
+    mode: Mode,
+    level: Level,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut options = ServerOptions::default();
+    let mut mode = Mode::Chat;
+    let mut path = None;
+    let mut level = Level::Info;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            return Ok(None);
+        }
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => {
+                let text = value()?;
+                options.listen = text
+                    .parse::<SocketAddr>()
+                    .map_err(|e| format!("--listen {text}: {e} (expected e.g. 127.0.0.1:8080)"))?;
+            }
+            "--mode" => {
+                mode = match value()?.as_str() {
+                    "chat" => Mode::Chat,
+                    "echo" => Mode::Echo,
+                    other => return Err(format!("--mode {other}: expected chat or echo")),
+                }
+            }
+            "--path" => path = Some(value()?),
+            "--threads" => {
+                let text = value()?;
+                options.threads = text
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=256).contains(n))
+                    .ok_or_else(|| format!("--threads {text}: expected 1 to 256"))?;
+            }
+            "--max-message-size" => {
+                let text = value()?;
+                let size: u64 = text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("--max-message-size {text}: expected a positive number of bytes")
+                })?;
+                options.limits.protocol.max_message_size = size;
+                options.limits.protocol.max_frame_size =
+                    options.limits.protocol.max_frame_size.min(size);
+            }
+            "--log" => {
+                level = match value()?.as_str() {
+                    "error" => Level::Error,
+                    "warn" => Level::Warn,
+                    "info" => Level::Info,
+                    "debug" => Level::Debug,
+                    other => {
+                        return Err(format!(
+                            "--log {other}: expected error, warn, info or debug"
+                        ))
+                    }
+                }
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    options.path = match (mode, path) {
+        (_, Some(path)) => Some(path),
+        (Mode::Chat, None) => Some("/ws".to_owned()),
+        (Mode::Echo, None) => None,
+    };
+    Ok(Some(Args {
+        options,
+        mode,
+        level,
+    }))
+}
+
+/// Logs to stderr at or above the chosen level.
+#[derive(Clone, Copy)]
+struct Log(Level);
+
+impl Log {
+    fn at(self, level: Level, message: impl FnOnce() -> String) {
+        if level <= self.0 {
+            let tag = match level {
+                Level::Error => "error",
+                Level::Warn => "warn",
+                Level::Info => "info",
+                Level::Debug => "debug",
+            };
+            eprintln!("[{tag}] {}", message());
+        }
+    }
+}
+
+struct App {
+    mode: Mode,
+    log: Log,
+}
+
+const CHAT_PAGE: &str = include_str!("../assets/chat.html");
+
+impl ServerHandler for App {
+    fn on_connection(
+        &self,
+        _: &WebSocketServer,
+        event: &ConnectionEvent,
+    ) -> Option<Arc<dyn ConnectionHandler>> {
+        let request = &event.request;
+        self.log.at(Level::Debug, || {
+            format!("{} asks for {}", request.remote_address(), request.url())
+        });
+        Some(match self.mode {
+            Mode::Chat => Arc::new(ChatMember { log: self.log }),
+            Mode::Echo => Arc::new(Echo { log: self.log }),
+        })
+    }
+
+    fn on_open(&self, server: &WebSocketServer) {
+        match self.mode {
+            Mode::Chat => self.log.at(Level::Info, || {
+                format!(
+                    "chat on http://{0}/ (WebSocket at ws://{0}/ws)",
+                    server.local_addr()
+                )
+            }),
+            Mode::Echo => self.log.at(Level::Info, || {
+                format!("echo server on ws://{}/", server.local_addr())
+            }),
+        }
+    }
+
+    fn on_terminate(&self, _: &WebSocketServer) {
+        self.log.at(Level::Info, || "server terminated".to_owned());
+    }
+
+    fn on_error(&self, _: &WebSocketServer, event: ErrorEvent) {
+        for error in event.errors {
+            self.log.at(Level::Warn, || error.to_string());
+        }
+    }
+
+    fn on_http_request(&self, _: &WebSocketServer, request: &Request) -> Option<HttpResponse> {
+        match (self.mode, request.path()) {
+            (Mode::Chat, "/") => Some(HttpResponse::ok("text/html; charset=utf-8", CHAT_PAGE)),
+            (_, "/health") => Some(HttpResponse::ok("text/plain; charset=utf-8", "ok\n")),
+            _ => None,
+        }
+    }
+}
+
+struct Echo {
+    log: Log,
+}
+
+impl ConnectionHandler for Echo {
+    fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
+        if let Err(e) = ws.send(event.data) {
+            self.log.at(Level::Warn, || {
+                format!("connection {}: echo refused: {e}", ws.id())
+            });
+        }
+    }
+
+    fn on_error(&self, ws: &WebSocketConnection, event: ErrorEvent) {
+        for error in event.errors {
+            self.log
+                .at(Level::Debug, || format!("connection {}: {error}", ws.id()));
+        }
+    }
+}
+
+struct ChatMember {
+    log: Log,
+}
+
+impl ConnectionHandler for ChatMember {
+    fn on_open(&self, ws: &WebSocketConnection) {
+        let others = ws.wss().connections().len().saturating_sub(1);
+        let _ = ws.send(format!(
+            "welcome! you are client {}; {} other(s) here",
+            ws.id(),
+            others
+        ));
+        ws.wss()
+            .broadcast(format!("client {} connected", ws.id()), Some(ws.id()));
+        self.log.at(Level::Info, || {
+            format!("client {} connected from {}", ws.id(), ws.remote_address())
+        });
+    }
+
+    fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
+        let text = match event.data {
+            Data::Text(text) => text,
+            Data::Blob(bytes) => format!("({} bytes of binary)", bytes.len()),
+            Data::Object(value) => value.to_string(),
+        };
+        ws.wss()
+            .broadcast(format!("client {}: {text}", ws.id()), Some(ws.id()));
+    }
+
+    fn on_terminate(&self, ws: &WebSocketConnection, event: TerminateEvent) {
+        ws.wss()
+            .broadcast(format!("client {} disconnected", ws.id()), Some(ws.id()));
+        self.log.at(Level::Info, || {
+            format!("client {} disconnected (code {})", ws.id(), event.code)
+        });
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("ws6455-server: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = Log(args.level);
+    let listen = args.options.listen;
+    let server = match WebSocketServer::new(
+        App {
+            mode: args.mode,
+            log,
+        },
+        args.options,
+    ) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("ws6455-server: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]);
+    match signals {
+        Ok(mut signals) => {
+            let handle = server.clone();
+            std::thread::spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    log.at(Level::Info, || {
+                        format!("signal {signal}: closing connections")
+                    });
+                    // Graceful: Close frames to everyone, forced after 5 seconds.
+                    handle.terminate_with_timeout(std::time::Duration::from_secs(5));
+                }
+            });
+        }
+        Err(e) => log.at(Level::Warn, || format!("no signal handling: {e}")),
+    }
+    server.wait(None);
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,306 @@
+//! `WebSocketServer`: binds, runs the loops, and hands out connection handles.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ws6455_core::encoder::encode_frame;
+use ws6455_core::frame::OpCode;
+use ws6455_mio::{EventLoop, LoopConfig, LoopHandle};
+
+use crate::connection::{ConnectionHandler, WebSocketConnection};
+use crate::glue::Glue;
+use crate::types::{ConnectionEvent, Data, DataType, ErrorEvent, HttpResponse, Request};
+
+/// Callbacks for the server. Only `on_connection` is mandatory.
+pub trait ServerHandler: Send + Sync + 'static {
+    /// A client's opening handshake arrived (`type = "connection"`). Return a connection
+    /// handler to accept it, or `None` to refuse it (HTTP 403, no upgrade).
+    fn on_connection(
+        &self,
+        server: &WebSocketServer,
+        event: &ConnectionEvent,
+    ) -> Option<Arc<dyn ConnectionHandler>>;
+
+    /// The server has started (`type = "open"`), before any connection is handled.
+    fn on_open(&self, server: &WebSocketServer) {
+        let _ = server;
+    }
+
+    /// The server has closed (`type = "terminate"`), after every connection's
+    /// `on_terminate`.
+    fn on_terminate(&self, server: &WebSocketServer) {
+        let _ = server;
+    }
+
+    /// An error occurred on the server (`type = "error"`): a refused handshake, a failing
+    /// callback outside any connection.
+    fn on_error(&self, server: &WebSocketServer, event: ErrorEvent) {
+        let _ = (server, event);
+    }
+
+    /// A plain HTTP request (no WebSocket upgrade) arrived on the port: answer it (a page,
+    /// a health check) or return `None` for 426 Upgrade Required.
+    fn on_http_request(&self, server: &WebSocketServer, request: &Request) -> Option<HttpResponse> {
+        let _ = (server, request);
+        None
+    }
+
+    /// Chooses one of the client's offered subprotocols. The default takes the first offer
+    /// that `ServerOptions::subprotocols` lists.
+    fn select_subprotocol(&self, server: &WebSocketServer, offered: &[&str]) -> Option<String> {
+        let supported = &server.inner.options.subprotocols;
+        offered
+            .iter()
+            .find(|p| supported.iter().any(|s| s == *p))
+            .map(|p| p.to_string())
+    }
+}
+
+/// Server options; every limit has a safe default.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Address to listen on (default `127.0.0.1:8080`; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The path served: exact (`/ws`), or a prefix with a trailing `*` (`/rooms/*`). Other
+    /// paths get 404. `None` (the default) serves every path.
+    pub path: Option<String>,
+    /// How messages are delivered (default text).
+    pub data_type: DataType,
+    /// Subprotocols the server speaks, for the default `select_subprotocol`.
+    pub subprotocols: Vec<String>,
+    /// Event loop threads sharing the port through `SO_REUSEPORT` (default 1).
+    pub threads: usize,
+    /// Limits, timeouts and backpressure.
+    pub limits: LoopConfig,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            path: None,
+            data_type: DataType::Text,
+            subprotocols: Vec::new(),
+            threads: 1,
+            limits: LoopConfig::default(),
+        }
+    }
+}
+
+pub(crate) struct ServerInner {
+    pub(crate) handler: Arc<dyn ServerHandler>,
+    pub(crate) options: ServerOptions,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) loops: Vec<LoopHandle>,
+    pub(crate) connections: Mutex<BTreeMap<u64, WebSocketConnection>>,
+    pub(crate) running_loops: AtomicUsize,
+    pub(crate) terminated: AtomicBool,
+    pub(crate) done: (Mutex<bool>, Condvar),
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ServerInner {
+    /// Does `path` match the path option?
+    pub(crate) fn serves(&self, path: &str) -> bool {
+        match self.options.path.as_deref() {
+            None => true,
+            Some(pattern) => match pattern.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => path == pattern,
+            },
+        }
+    }
+
+    /// Called by each loop as it exits; the last one ends the server.
+    pub(crate) fn loop_exited(self: &Arc<Self>) {
+        if self.running_loops.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        self.terminated.store(true, Ordering::Release);
+        let server = WebSocketServer {
+            inner: self.clone(),
+        };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.handler.on_terminate(&server)
+        }));
+        let (lock, condvar) = &self.done;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        condvar.notify_all();
+    }
+}
+
+/// A running WebSocket server: a cheap, clonable, thread-safe handle.
+#[derive(Clone)]
+pub struct WebSocketServer {
+    pub(crate) inner: Arc<ServerInner>,
+}
+
+impl fmt::Debug for WebSocketServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketServer")
+            .field("local_addr", &self.inner.local_addr)
+            .field("path", &self.inner.options.path)
+            .field("terminated", &self.terminated())
+            .finish()
+    }
+}
+
+impl WebSocketServer {
+    /// Binds, starts the event loop(s), calls `on_open`, and returns the handle.
+    pub fn new(handler: impl ServerHandler, options: ServerOptions) -> io::Result<WebSocketServer> {
+        let threads = options.threads.max(1);
+        let listeners = ws6455_mio::bind(options.listen, threads)?;
+        let local_addr = listeners[0].local_addr()?;
+        let config = Arc::new(options.limits.clone());
+        let slot: Arc<OnceLock<Arc<ServerInner>>> = Arc::new(OnceLock::new());
+        let mut loops = Vec::new();
+        let mut handles = Vec::new();
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let glue = Glue::new(slot.clone(), index);
+            let (event_loop, handle) = EventLoop::new(listener, glue, config.clone())?;
+            loops.push(event_loop);
+            handles.push(handle);
+        }
+        let inner = Arc::new(ServerInner {
+            handler: Arc::new(handler),
+            options,
+            local_addr,
+            loops: handles,
+            connections: Mutex::new(BTreeMap::new()),
+            running_loops: AtomicUsize::new(loops.len()),
+            terminated: AtomicBool::new(false),
+            done: (Mutex::new(false), Condvar::new()),
+            threads: Mutex::new(Vec::new()),
+        });
+        let _ = slot.set(inner.clone());
+        let server = WebSocketServer { inner };
+        // Connections wait in the listen backlog until the loops start: `on_open` comes first.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            server.inner.handler.on_open(&server)
+        }));
+        let mut threads = Vec::new();
+        for (index, event_loop) in loops.into_iter().enumerate() {
+            let thread = std::thread::Builder::new()
+                .name(format!("ws6455-server-{index}"))
+                .spawn(move || event_loop.run())?;
+            threads.push(thread);
+        }
+        *server
+            .inner
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = threads;
+        Ok(server)
+    }
+
+    /// Every current connection. A terminated connection is removed.
+    pub fn connections(&self) -> Vec<WebSocketConnection> {
+        let map = self
+            .inner
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.values().cloned().collect()
+    }
+
+    /// How messages are delivered.
+    pub fn data_type(&self) -> DataType {
+        self.inner.options.data_type
+    }
+
+    /// The server handler the server was created with.
+    pub fn handler(&self) -> &Arc<dyn ServerHandler> {
+        &self.inner.handler
+    }
+
+    /// The path pattern served; `None` means every path.
+    pub fn path(&self) -> Option<&str> {
+        self.inner.options.path.as_deref()
+    }
+
+    /// The address the server is bound to (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Closes the server: no new connections; every connection gets a Close (1001) and is
+    /// destroyed once the peer answers (or its close timeout expires).
+    pub fn terminate(&self) {
+        for handle in &self.inner.loops {
+            handle.shutdown(None);
+        }
+    }
+
+    /// Like [`terminate`](Self::terminate), but connections still open after `timeout` are
+    /// destroyed by force. A zero timeout destroys them at once: no Close frames, no FIN.
+    pub fn terminate_with_timeout(&self, timeout: Duration) {
+        for handle in &self.inner.loops {
+            handle.shutdown(Some(timeout));
+        }
+    }
+
+    /// True once the server is closed (every loop stopped, `on_terminate` called).
+    pub fn terminated(&self) -> bool {
+        self.inner.terminated.load(Ordering::Acquire)
+    }
+
+    /// Blocks until the server is terminated, at most `timeout` if given. Returns whether
+    /// it is terminated.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        let (lock, condvar) = &self.inner.done;
+        let mut done = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        while !*done {
+            match deadline {
+                None => done = condvar.wait(done).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    done = condvar
+                        .wait_timeout(done, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        drop(done);
+        let threads =
+            std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
+            let _ = thread.join();
+        }
+        true
+    }
+
+    /// Sends `data` to every open connection except `except` (by id). The frame is encoded
+    /// once and shared. Returns how many connections it was queued to (those whose buffer
+    /// is full or that are closing are skipped).
+    pub fn broadcast(&self, data: impl Into<Data>, except: Option<u64>) -> usize {
+        let (opcode, payload) = match data.into() {
+            Data::Text(text) => (OpCode::Text, text.into_bytes()),
+            Data::Blob(bytes) => (OpCode::Binary, bytes),
+            Data::Object(value) => (OpCode::Text, value.to_string().into_bytes()),
+        };
+        let mut encoded = Vec::with_capacity(payload.len() + 10);
+        encode_frame(&mut encoded, true, opcode, &payload, None);
+        let frame: Arc<[u8]> = encoded.into();
+        self.connections()
+            .iter()
+            .filter(|ws| Some(ws.id()) != except)
+            .filter(|ws| {
+                ws.inner
+                    .handle
+                    .send_frame(&ws.inner.shared, frame.clone())
+                    .is_ok()
+            })
+            .count()
+    }
+}

@@ -1,0 +1,566 @@
+//! The server API over real sockets on 127.0.0.1, driven by an independent client
+//! (tungstenite) and by raw TCP for what a well-behaved client would never send.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::frame::coding::CloseCode as TCloseCode;
+use tungstenite::protocol::CloseFrame as TCloseFrame;
+use tungstenite::{Message, WebSocket};
+use ws6455_server::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Records every callback, in order, as text.
+#[derive(Default)]
+struct Recorder {
+    log: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    fn push(&self, entry: String) {
+        self.log.lock().unwrap().push(entry);
+    }
+
+    fn entries(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until an entry starting with `prefix` is recorded.
+    fn wait_for(&self, prefix: &str) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let entries = self.entries();
+            if entries.iter().any(|e| e.starts_with(prefix)) {
+                return entries;
+            }
+            assert!(Instant::now() < deadline, "no {prefix:?} in {entries:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// What `on_connection` saw: url, query, the X-Multi values, the remote IP.
+type SeenRequest = (String, Vec<(String, String)>, Vec<String>, String);
+
+/// Echoes, records, and obeys a few commands sent as text.
+struct TestConn {
+    recorder: Arc<Recorder>,
+}
+
+impl ConnectionHandler for TestConn {
+    fn on_open(&self, ws: &WebSocketConnection) {
+        self.recorder.push(format!("open {:?}", ws.status()));
+    }
+
+    fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
+        self.recorder.push(format!("message {:?}", event.data));
+        match &event.data {
+            Data::Text(t) if t == "panic" => panic!("handler asked to panic"),
+            Data::Text(t) if t == "close-4000" => ws.terminate(Some(4000), Some("bye")).unwrap(),
+            Data::Text(t) if t == "from-thread" => {
+                let ws = ws.clone();
+                std::thread::spawn(move || ws.send("sent from another thread").unwrap())
+                    .join()
+                    .unwrap();
+            }
+            _ => ws.send(event.data).unwrap(),
+        }
+    }
+
+    fn on_error(&self, _: &WebSocketConnection, event: ErrorEvent) {
+        self.recorder
+            .push(format!("error {}", event.errors[0].code));
+    }
+
+    fn on_terminate(&self, ws: &WebSocketConnection, event: TerminateEvent) {
+        self.recorder.push(format!(
+            "terminate {} {:?} {} {:?}",
+            event.code,
+            event.reason,
+            event.was_clean,
+            ws.status()
+        ));
+    }
+}
+
+struct TestServer {
+    recorder: Arc<Recorder>,
+    requests: Arc<Mutex<Vec<SeenRequest>>>,
+}
+
+impl ServerHandler for TestServer {
+    fn on_connection(
+        &self,
+        _: &WebSocketServer,
+        event: &ConnectionEvent,
+    ) -> Option<Arc<dyn ConnectionHandler>> {
+        let r = &event.request;
+        self.requests.lock().unwrap().push((
+            r.url().to_owned(),
+            r.query(),
+            r.headers().get_all("x-multi").map(str::to_owned).collect(),
+            r.remote_address().ip().to_string(),
+        ));
+        if r.query_param("refuse").is_some() {
+            return None;
+        }
+        Some(Arc::new(TestConn {
+            recorder: self.recorder.clone(),
+        }))
+    }
+
+    fn on_http_request(&self, _: &WebSocketServer, request: &Request) -> Option<HttpResponse> {
+        (request.path() == "/health").then(|| HttpResponse::ok("text/plain", "ok"))
+    }
+
+    fn on_terminate(&self, _: &WebSocketServer) {
+        self.recorder.push("server terminate".into());
+    }
+}
+
+struct Fixture {
+    server: WebSocketServer,
+    recorder: Arc<Recorder>,
+    requests: Arc<Mutex<Vec<SeenRequest>>>,
+}
+
+fn start(options: ServerOptions) -> Fixture {
+    let recorder = Arc::new(Recorder::default());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let options = ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..options
+    };
+    let server = WebSocketServer::new(
+        TestServer {
+            recorder: recorder.clone(),
+            requests: requests.clone(),
+        },
+        options,
+    )
+    .unwrap();
+    Fixture {
+        server,
+        recorder,
+        requests,
+    }
+}
+
+fn connect(server: &WebSocketServer, resource: &str) -> WebSocket<TcpStream> {
+    try_connect(server, resource).unwrap()
+}
+
+fn try_connect(
+    server: &WebSocketServer,
+    resource: &str,
+) -> Result<WebSocket<TcpStream>, Box<tungstenite::Error>> {
+    let stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let url = format!("ws://{}{resource}", server.local_addr());
+    tungstenite::client(url, stream)
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => Box::new(e),
+            tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake interrupted"),
+        })
+}
+
+/// Reads until a Close arrives, then lets tungstenite answer it and waits for the server
+/// to close TCP; returns the code and reason.
+fn read_close(ws: &mut WebSocket<TcpStream>) -> (u16, String) {
+    let close = loop {
+        match ws.read() {
+            Ok(Message::Close(Some(frame))) => break (frame.code.into(), frame.reason.to_string()),
+            Ok(Message::Close(None)) => break (1005, String::new()),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    while ws.read().is_ok() {}
+    close
+}
+
+/// Sends raw bytes and returns everything the server answers until it closes.
+fn raw_exchange(server: &WebSocketServer, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn echo_order_status_and_peer_close() {
+    let f = start(ServerOptions::default());
+    let mut ws = connect(&f.server, "/chat?name=ryan%20b&x=1");
+    ws.send(Message::Text("hello".into())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text("hello".into()));
+    ws.send(Message::Binary(vec![1, 2, 3])).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Binary(vec![1, 2, 3]));
+    let conns = f.server.connections();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].status(), Status::Connected);
+    ws.close(Some(TCloseFrame {
+        code: TCloseCode::from(4001),
+        reason: "done".into(),
+    }))
+    .unwrap();
+    // The server answers our Close and closes TCP.
+    while ws.read().is_ok() {}
+    let log = f.recorder.wait_for("terminate");
+    assert_eq!(
+        log,
+        [
+            "open Connected",
+            "message Text(\"hello\")",
+            "message Blob([1, 2, 3])",
+            "terminate 4001 Some(\"done\") true Closed",
+        ]
+    );
+    wait_until("connection removed", || f.server.connections().is_empty());
+    let requests = f.requests.lock().unwrap();
+    assert_eq!(requests[0].0, "/chat?name=ryan%20b&x=1");
+    assert_eq!(
+        requests[0].1,
+        [("name".into(), "ryan b".into()), ("x".into(), "1".into())]
+    );
+    assert_eq!(requests[0].3, "127.0.0.1");
+}
+
+#[test]
+fn refusals_get_the_right_http_status() {
+    let f = start(ServerOptions {
+        path: Some("/ws/*".into()),
+        ..ServerOptions::default()
+    });
+    let status = |resource: &str| match try_connect(&f.server, resource) {
+        Ok(_) => 101,
+        Err(e) => match *e {
+            tungstenite::Error::Http(response) => response.status().as_u16(),
+            e => panic!("unexpected error {e}"),
+        },
+    };
+    assert_eq!(status("/ws/room1"), 101);
+    assert_eq!(status("/other"), 404);
+    assert_eq!(status("/ws/x?refuse=1"), 403);
+    let addr = f.server.local_addr();
+    let plain = raw_exchange(
+        &f.server,
+        format!("GET /ws/a HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    );
+    assert!(plain.starts_with("HTTP/1.1 426 "), "{plain}");
+    let health = raw_exchange(
+        &f.server,
+        format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    );
+    assert!(
+        health.starts_with("HTTP/1.1 200 OK") && health.ends_with("ok"),
+        "{health}"
+    );
+    let no_key = raw_exchange(
+        &f.server,
+        b"GET /ws/a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert!(
+        no_key.starts_with("HTTP/1.1 400 ") && no_key.contains("Sec-WebSocket-Key"),
+        "{no_key}"
+    );
+    let old_version = raw_exchange(
+        &f.server,
+        b"GET /ws/a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    );
+    assert!(
+        old_version.starts_with("HTTP/1.1 426 ")
+            && old_version.contains("Sec-WebSocket-Version: 13")
+    );
+    let huge = format!("GET /ws/a HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    assert!(raw_exchange(&f.server, huge.as_bytes()).starts_with("HTTP/1.1 431 "));
+}
+
+#[test]
+fn object_data_type_parses_json_and_fails_with_1007() {
+    let f = start(ServerOptions {
+        data_type: DataType::Object,
+        ..ServerOptions::default()
+    });
+    assert_eq!(f.server.data_type(), DataType::Object);
+    let mut ws = connect(&f.server, "/");
+    ws.send(Message::Text(r#"{"a":[1,2]}"#.into())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text(r#"{"a":[1,2]}"#.into()));
+    ws.send(Message::Text("{not json".into())).unwrap();
+    let (code, reason) = read_close(&mut ws);
+    assert_eq!(code, 1007);
+    assert!(reason.contains("invalid JSON"), "{reason}");
+    let log = f.recorder.wait_for("terminate");
+    assert_eq!(
+        log[1],
+        "message Object(Object {\"a\": Array [Number(1), Number(2)]})"
+    );
+    assert_eq!(log[2], "error 1007");
+    assert!(log[3].starts_with("terminate"));
+    assert_eq!(log.len(), 4);
+}
+
+#[test]
+fn blob_data_type_delivers_bytes() {
+    let f = start(ServerOptions {
+        data_type: DataType::Blob,
+        ..ServerOptions::default()
+    });
+    let mut ws = connect(&f.server, "/");
+    ws.send(Message::Text("as bytes".into())).unwrap();
+    // Echoed as binary: in blob mode the handler sees bytes.
+    assert_eq!(ws.read().unwrap(), Message::Binary(b"as bytes".to_vec()));
+    f.recorder.wait_for("message Blob");
+}
+
+#[test]
+fn server_side_terminate_codes_and_other_threads() {
+    let f = start(ServerOptions::default());
+    let mut ws = connect(&f.server, "/");
+    ws.send(Message::Text("from-thread".into())).unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Text("sent from another thread".into())
+    );
+    let conn = f.server.connections().remove(0);
+    assert!(matches!(
+        conn.terminate(Some(1001), None),
+        Err(SendError::Protocol(_))
+    ));
+    assert!(matches!(
+        conn.terminate(Some(2999), None),
+        Err(SendError::Protocol(_))
+    ));
+    assert!(conn.terminate(Some(4000), Some(&"x".repeat(124))).is_err());
+    ws.send(Message::Text("close-4000".into())).unwrap();
+    assert_eq!(read_close(&mut ws), (4000, "bye".into()));
+    let log = f.recorder.wait_for("terminate");
+    // tungstenite echoes our code and reason.
+    assert_eq!(
+        log.last().unwrap(),
+        "terminate 4000 Some(\"bye\") true Closed"
+    );
+    assert!(conn.send("too late").is_err());
+}
+
+#[test]
+fn panicking_handler_fails_only_its_connection() {
+    let f = start(ServerOptions::default());
+    let mut bystander = connect(&f.server, "/");
+    let mut ws = connect(&f.server, "/");
+    ws.send(Message::Text("panic".into())).unwrap();
+    assert_eq!(read_close(&mut ws).0, 1011);
+    f.recorder.wait_for("error 1011");
+    bystander.send(Message::Text("still here".into())).unwrap();
+    assert_eq!(
+        bystander.read().unwrap(),
+        Message::Text("still here".into())
+    );
+}
+
+#[test]
+fn protocol_error_from_peer_closes_1002_and_reports_1006() {
+    let f = start(ServerOptions::default());
+    let addr = f.server.local_addr();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x02hi")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 101 "));
+    let frames = &answer[text.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(&frames[..4], [0x88, frames[1], 0x03, 0xea], "close 1002");
+    let log = f.recorder.wait_for("terminate");
+    assert_eq!(
+        log,
+        [
+            "open Connected",
+            "error 1002",
+            "terminate 1006 None false Closed"
+        ]
+    );
+}
+
+#[test]
+fn terminate_closes_everyone_with_1001_then_reports() {
+    let f = start(ServerOptions::default());
+    let mut a = connect(&f.server, "/");
+    let mut b = connect(&f.server, "/");
+    wait_until("two connections", || f.server.connections().len() == 2);
+    assert!(!f.server.terminated());
+    f.server.terminate();
+    assert_eq!(read_close(&mut a).0, 1001);
+    assert_eq!(read_close(&mut b).0, 1001);
+    assert!(f.server.wait(Some(WAIT)));
+    assert!(f.server.terminated());
+    let log = f.recorder.entries();
+    assert_eq!(log.last().unwrap(), "server terminate");
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.starts_with("terminate 1001"))
+            .count(),
+        2
+    );
+    assert!(TcpStream::connect(f.server.local_addr()).is_err());
+}
+
+#[test]
+fn terminate_with_zero_timeout_destroys_at_once() {
+    let f = start(ServerOptions::default());
+    let mut ws = connect(&f.server, "/");
+    wait_until("connection", || f.server.connections().len() == 1);
+    f.server.terminate_with_timeout(Duration::ZERO);
+    // No close frame: the connection is reset or ends.
+    match ws.read() {
+        Ok(Message::Close(_)) => panic!("a close frame was sent"),
+        Ok(other) => panic!("unexpected {other:?}"),
+        Err(_) => {}
+    }
+    assert!(f.server.wait(Some(WAIT)));
+    f.recorder.wait_for("terminate 1006");
+}
+
+#[test]
+fn terminate_with_timeout_forces_silent_peers() {
+    let f = start(ServerOptions::default());
+    // A peer that never answers the Close: raw TCP that completes the handshake only.
+    let mut stream = TcpStream::connect(f.server.local_addr()).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .unwrap();
+    wait_until("connection", || f.server.connections().len() == 1);
+    let started = Instant::now();
+    f.server.terminate_with_timeout(Duration::from_millis(200));
+    assert!(f.server.wait(Some(WAIT)));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "forced at the deadline, not the close timeout"
+    );
+    f.recorder.wait_for("terminate 1006");
+}
+
+#[test]
+fn broadcast_reaches_all_but_the_excluded() {
+    let f = start(ServerOptions::default());
+    let mut a = connect(&f.server, "/");
+    let mut b = connect(&f.server, "/");
+    wait_until("two connections", || f.server.connections().len() == 2);
+    let first = f.server.connections()[0].id();
+    assert_eq!(f.server.broadcast("to all", None), 2);
+    assert_eq!(f.server.broadcast("to one", Some(first)), 1);
+    let mut texts = Vec::new();
+    for ws in [&mut a, &mut b] {
+        for _ in 0..2 {
+            if let Ok(Message::Text(t)) = ws.read() {
+                texts.push(t);
+                if texts.iter().filter(|t| *t == "to one").count() == 1 && texts.len() == 3 {
+                    break;
+                }
+            }
+            if texts.len() == 3 {
+                break;
+            }
+        }
+    }
+    texts.sort();
+    assert_eq!(texts, ["to all", "to all", "to one"]);
+}
+
+#[test]
+fn handshake_timeout_cuts_off_slow_clients() {
+    let f = start(ServerOptions {
+        limits: LoopConfig {
+            handshake_timeout: Duration::from_millis(200),
+            ..LoopConfig::default()
+        },
+        ..ServerOptions::default()
+    });
+    let mut stream = TcpStream::connect(f.server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: slow\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the server closed the connection");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn backpressure_refuses_sends_when_the_peer_does_not_read() {
+    let f = start(ServerOptions {
+        limits: LoopConfig {
+            max_buffered: 256 << 10,
+            ..LoopConfig::default()
+        },
+        ..ServerOptions::default()
+    });
+    let _ws = connect(&f.server, "/"); // never reads
+    wait_until("connection", || f.server.connections().len() == 1);
+    let conn = f.server.connections().remove(0);
+    let chunk = vec![0u8; 64 << 10];
+    let mut refused = None;
+    for _ in 0..10_000 {
+        match conn.send(chunk.clone()) {
+            Ok(()) => {}
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        matches!(refused, Some(SendError::BufferFull { .. })),
+        "{refused:?}"
+    );
+    assert!(conn.buffered_amount() > 0);
+    assert_eq!(conn.status(), Status::Connected);
+}
+
+#[test]
+fn subprotocol_is_chosen_from_the_offers() {
+    let f = start(ServerOptions {
+        subprotocols: vec!["v2".into(), "v1".into()],
+        ..ServerOptions::default()
+    });
+    let mut stream = TcpStream::connect(f.server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v0, v1\r\nSec-WebSocket-Protocol: v2\r\nX-Multi: a\r\nX-Multi: b\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 1024];
+    let n = stream.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    // The client prefers v0 (unsupported), then v1: v1 wins over the server's favourite v2.
+    assert!(
+        answer.contains("\r\nSec-WebSocket-Protocol: v1\r\n"),
+        "{answer}"
+    );
+    assert_eq!(f.requests.lock().unwrap()[0].2, ["a", "b"]);
+    assert_eq!(f.server.connections()[0].subprotocol(), Some("v1"));
+}
+
+#[test]
+fn port_zero_binds_and_reports_the_real_port() {
+    let f = start(ServerOptions::default());
+    assert_ne!(f.server.local_addr().port(), 0);
+    assert_eq!(f.server.path(), None);
+}
