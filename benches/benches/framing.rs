@@ -47,11 +47,15 @@ fn decode(c: &mut Criterion) {
             let mut server = Connection::server(Config::default());
             group.bench_function(BenchmarkId::new(kind, name), |b| {
                 b.iter(|| {
-                    server.receive_data(black_box(wire)).unwrap();
-                    while let Some(event) = server.poll_event() {
-                        if let Event::Message { data, .. } = event {
-                            black_box(&data);
-                            server.recycle(data);
+                    let mut rest = &black_box(wire)[..];
+                    while !rest.is_empty() {
+                        let used = server.receive_data(rest).unwrap();
+                        rest = &rest[used..];
+                        while let Some(event) = server.poll_event() {
+                            if let Event::Message { data, .. } = event {
+                                black_box(&data);
+                                server.recycle(data);
+                            }
                         }
                     }
                 })

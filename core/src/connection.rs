@@ -116,7 +116,8 @@ struct CurrentFrame {
 ///
 /// The API is grouped by direction, in the order a caller drives it:
 ///
-/// - **input**: [`receive_data`](Self::receive_data) with bytes read from the transport,
+/// - **input**: [`receive_data`](Self::receive_data) with bytes read from the transport
+///   (it stops at each event and says how much it consumed),
 ///   [`receive_eof`](Self::receive_eof) when the transport's read side ended;
 /// - **events**: [`poll_event`](Self::poll_event) until `None` after every input (also
 ///   after an error: events decoded before it are not lost);
@@ -133,9 +134,16 @@ struct CurrentFrame {
 ///
 /// let mut server = Connection::server(Config::default());
 /// // A masked text frame "Hello" from RFC 6455 section 5.7.
-/// server.receive_data(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]).unwrap();
-/// let Some(Event::Message { kind: MessageKind::Text, data }) = server.poll_event() else { panic!() };
-/// assert_eq!(data, b"Hello");
+/// let input = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// let mut rest = &input[..];
+/// while !rest.is_empty() {
+///     let used = server.receive_data(rest).unwrap();
+///     rest = &rest[used..];
+///     while let Some(event) = server.poll_event() {
+///         let Event::Message { kind: MessageKind::Text, data } = event else { panic!() };
+///         assert_eq!(data, b"Hello");
+///     }
+/// }
 /// server.send_text("Hello").unwrap();
 /// assert_eq!(server.pending_output(), &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
 /// let n = server.pending_output().len(); // what the socket accepted
@@ -249,22 +257,28 @@ impl Connection {
 
     // ----- input -----
 
-    /// Processes bytes received from the peer. Decoded events are queued for
-    /// [`poll_event`](Self::poll_event).
+    /// Processes bytes received from the peer, up to the first event: returns how many
+    /// bytes were consumed. Drain [`poll_event`](Self::poll_event), then call again with
+    /// the rest. Stopping at each event lets the application answer a message (an echo,
+    /// say) before a later frame in the same read fails the connection.
+    ///
+    /// Returns 0 while an event is still waiting to be polled. Input after the closing
+    /// handshake is consumed and ignored.
     ///
     /// On a protocol violation the connection queues a Close frame with the matching code
     /// (when one may still be sent), becomes `Closed` with code 1006, and returns the error;
-    /// every later call returns the same error. Input after the closing handshake is ignored.
-    pub fn receive_data(&mut self, mut input: &[u8]) -> Result<(), ProtocolError> {
+    /// every later call returns the same error.
+    pub fn receive_data(&mut self, input: &[u8]) -> Result<usize, ProtocolError> {
         if let Some(error) = &self.failure {
             return Err(error.clone());
         }
-        while !matches!(self.state, State::Closed(_)) {
-            let (used, part) = match self.decoder.decode(input) {
+        let mut consumed = 0;
+        while !matches!(self.state, State::Closed(_)) && self.events.is_empty() {
+            let (used, part) = match self.decoder.decode(&input[consumed..]) {
                 Ok(step) => step,
                 Err(error) => return Err(self.fail(error)),
             };
-            input = &input[used..];
+            consumed += used;
             let result = match part {
                 None => break,
                 Some(FramePart::Header(header)) => self.on_header(header),
@@ -276,7 +290,10 @@ impl Connection {
                 return Err(self.fail(error));
             }
         }
-        Ok(())
+        if matches!(self.state, State::Closed(_)) {
+            return Ok(input.len());
+        }
+        Ok(consumed)
     }
 
     /// The transport's read side ended (TCP FIN or reset). Without a finished closing

@@ -54,14 +54,18 @@ impl Pair {
     /// Moves bytes both ways, `chunk` bytes per delivery, until nothing is pending.
     fn drive(&mut self, chunk: usize) {
         for _ in 0..10_000 {
-            let moved_c = transfer(&mut self.client, &mut self.server, chunk);
-            let moved_s = transfer(&mut self.server, &mut self.client, chunk);
-            while let Some(e) = self.server.poll_event() {
-                self.server_events.push(e);
-            }
-            while let Some(e) = self.client.poll_event() {
-                self.client_events.push(e);
-            }
+            let moved_c = transfer(
+                &mut self.client,
+                &mut self.server,
+                chunk,
+                &mut self.server_events,
+            );
+            let moved_s = transfer(
+                &mut self.server,
+                &mut self.client,
+                chunk,
+                &mut self.client_events,
+            );
             if !moved_c && !moved_s {
                 return;
             }
@@ -70,16 +74,45 @@ impl Pair {
     }
 }
 
-fn transfer(from: &mut Connection, to: &mut Connection, chunk: usize) -> bool {
+fn transfer(
+    from: &mut Connection,
+    to: &mut Connection,
+    chunk: usize,
+    events: &mut Vec<Event>,
+) -> bool {
     let pending = from.pending_output().to_vec();
     if pending.is_empty() {
         return false;
     }
     for piece in pending.chunks(chunk.max(1)) {
-        let _ = to.receive_data(piece);
+        let (mut got, _) = feed(to, piece);
+        events.append(&mut got);
     }
     from.consume_output(pending.len());
     true
+}
+
+/// Feeds all of `input` the way an I/O layer does: receive up to an event, drain the
+/// events, go on with the rest. Returns the events and the first error.
+fn feed(conn: &mut Connection, mut input: &[u8]) -> (Vec<Event>, Result<(), ProtocolError>) {
+    let mut events = Vec::new();
+    let mut result = Ok(());
+    // Each round consumes bytes or drains an event, so this ends.
+    for _ in 0..=2 * input.len() + 2 {
+        match conn.receive_data(input) {
+            Ok(used) => input = &input[used..],
+            Err(error) => {
+                result = Err(error);
+                input = &[];
+            }
+        }
+        events.extend(std::iter::from_fn(|| conn.poll_event()));
+        if input.is_empty() {
+            break;
+        }
+    }
+    assert!(input.is_empty(), "receive_data made no progress");
+    (events, result)
 }
 
 fn text(s: &str) -> Event {
@@ -177,8 +210,8 @@ fn control_frames_interleaved_in_a_fragmented_message() {
     encode_frame(&mut wire, false, OpCode::Continuation, b"men", key);
     encode_frame(&mut wire, true, OpCode::Pong, b"", key);
     encode_frame(&mut wire, true, OpCode::Continuation, b"ted", key);
-    server.receive_data(&wire).unwrap();
-    let events: Vec<_> = std::iter::from_fn(|| server.poll_event()).collect();
+    let (events, result) = feed(&mut server, &wire);
+    result.unwrap();
     assert_eq!(
         events,
         [
@@ -195,13 +228,14 @@ fn close_without_code_reports_1005_and_answers_empty() {
     let mut server = Connection::server(Config::default());
     let mut wire = Vec::new();
     encode_frame(&mut wire, true, OpCode::Close, b"", Some([1, 2, 3, 4]));
-    server.receive_data(&wire).unwrap();
+    let (events, result) = feed(&mut server, &wire);
+    result.unwrap();
     assert_eq!(
-        server.poll_event(),
-        Some(Event::Close(CloseFrame {
+        events,
+        [Event::Close(CloseFrame {
             code: CloseCode::NO_STATUS,
             reason: String::new()
-        }))
+        })]
     );
     assert_eq!(server.pending_output(), [0x88, 0x00]);
     assert_eq!(server.close_status().unwrap().code, CloseCode::NO_STATUS);
@@ -240,7 +274,7 @@ fn application_close_codes_are_checked_and_nothing_sent() {
 /// Feeds `frames` to a fresh server; returns the error and the close code it sent.
 fn fail_server(config: Config, frames: &[u8]) -> (ProtocolError, u16) {
     let mut server = Connection::server(config);
-    let error = match server.receive_data(frames) {
+    let error = match feed(&mut server, frames).1 {
         Err(error) => error,
         Ok(()) => panic!("no error for {frames:02x?}"),
     };
@@ -354,7 +388,7 @@ fn each_protocol_error_closes_with_its_code() {
     // A client refuses masked frames from the server.
     let mut client = Connection::client(Config::default(), Box::new(FixedRandom::new(&[1])));
     assert_eq!(
-        client.receive_data(&masked(OpCode::Text, true, b"x")),
+        feed(&mut client, &masked(OpCode::Text, true, b"x")).1,
         Err(ProtocolError::MaskedFrame)
     );
 }
@@ -368,18 +402,28 @@ fn invalid_utf8_fails_before_the_message_ends() {
     // Split inside a code point across reads: valid.
     let mut server = Connection::server(Config::default());
     let wire = masked(OpCode::Text, true, "✓✓".as_bytes());
+    let mut events = Vec::new();
     for byte in &wire {
-        server.receive_data(std::slice::from_ref(byte)).unwrap();
+        assert_eq!(server.receive_data(std::slice::from_ref(byte)), Ok(1));
+        events.extend(server.poll_event());
     }
-    assert_eq!(server.poll_event(), Some(text("✓✓")));
+    assert_eq!(events, [text("✓✓")]);
 }
 
 #[test]
 fn events_before_an_error_are_kept() {
     let mut server = Connection::server(Config::default());
     let wire = [masked(OpCode::Text, true, b"first"), vec![0x81, 0x00]].concat();
-    assert!(server.receive_data(&wire).is_err());
+    // The first call stops at the message, before the bad frame is even looked at.
+    let used = server.receive_data(&wire).unwrap();
+    assert_eq!(&wire[used..], [0x81, 0x00]);
+    assert_eq!(
+        server.receive_data(&wire[used..]),
+        Ok(0),
+        "an event is unpolled"
+    );
     assert_eq!(server.poll_event(), Some(text("first")));
+    assert!(server.receive_data(&wire[used..]).is_err());
 }
 
 #[test]
@@ -405,9 +449,8 @@ fn recycled_buffers_are_reused() {
     buffer.extend_from_slice(b"old");
     let ptr = buffer.as_ptr();
     server.recycle(buffer);
-    server
-        .receive_data(&masked(OpCode::Binary, true, b"new"))
-        .unwrap();
+    let wire = masked(OpCode::Binary, true, b"new");
+    assert_eq!(server.receive_data(&wire), Ok(wire.len()));
     let Some(Event::Message { data, .. }) = server.poll_event() else {
         panic!("no message")
     };
@@ -474,8 +517,7 @@ proptest! {
     #[test]
     fn arbitrary_input_never_panics(input in proptest::collection::vec(any::<u8>(), 0..512)) {
         let mut server = Connection::server(Config::default());
-        let failed = server.receive_data(&input).is_err();
-        while server.poll_event().is_some() {}
+        let failed = feed(&mut server, &input).1.is_err();
         let frames = decode_output(server.pending_output());
         if failed {
             let (opcode, payload) = frames.last().expect("a close frame after an error");

@@ -22,13 +22,24 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut output = Vec::new();
     for (i, piece) in chunks(input, control).into_iter().enumerate() {
-        let _ = conn.receive_data(piece);
-        while let Some(event) = conn.poll_event() {
-            if let ws6455_core::Event::Message { data, .. } = event {
-                // Echo, as an application would; refused once closing.
-                let _ = conn.send_binary(&data);
+        let mut rest = piece;
+        // Each round consumes bytes or drains an event; bounded all the same.
+        for _ in 0..=2 * piece.len() + 1 {
+            match conn.receive_data(rest) {
+                Ok(used) => rest = &rest[used..],
+                Err(_) => rest = &[],
+            }
+            while let Some(event) = conn.poll_event() {
+                if let ws6455_core::Event::Message { data, .. } = event {
+                    // Echo, as an application would; refused once closing.
+                    let _ = conn.send_binary(&data);
+                }
+            }
+            if rest.is_empty() {
+                break;
             }
         }
+        assert!(rest.is_empty(), "receive_data made no progress");
         match (control >> 3, i) {
             (1, 2) => { let _ = conn.close(CloseCode::NORMAL, "done"); }
             (2, 1) => { let _ = conn.send_ping(b"ping"); }

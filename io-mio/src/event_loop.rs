@@ -19,7 +19,7 @@ use ws6455_core::handshake::{accept_response, validate_upgrade, HandshakeError, 
 use ws6455_core::{CloseCode, Connection, ConnectionState, Event};
 
 use crate::config::LoopConfig;
-use crate::handle::{Command, ConnShared, HandleInner, LoopHandle, Outgoing, Status, CURRENT_LOOP};
+use crate::handle::{Command, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP};
 use crate::handler::{ConnError, Decision, Handler};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -189,42 +189,62 @@ fn fail_open<H: Handler>(
     }
 }
 
-/// Feeds bytes to an open connection and delivers its events.
-fn feed_open<H: Handler>(handler: &mut H, conn: &mut Conn<H::Conn>, data: &[u8]) {
+/// Feeds bytes to an open connection and delivers its events. The core stops at each
+/// event, so the application answers a message before the next frame is decoded.
+fn feed_open<H: Handler>(
+    handler: &mut H,
+    inner: &HandleInner,
+    conn: &mut Conn<H::Conn>,
+    mut data: &[u8],
+) {
     let Phase::Open { core, app } = &mut conn.phase else {
         return;
     };
     conn.last_input = Instant::now();
     conn.ping_sent = None;
-    let result = core.receive_data(data);
-    while let Some(event) = core.poll_event() {
-        let Event::Message { kind, data } = event else {
-            continue;
-        };
-        if conn.errored {
-            core.recycle(data);
-            continue;
+    loop {
+        let result = core.receive_data(data);
+        let mut delivered = false;
+        while let Some(event) = core.poll_event() {
+            delivered = true;
+            let Event::Message { kind, data } = event else {
+                continue;
+            };
+            if conn.errored {
+                core.recycle(data);
+                continue;
+            }
+            match guarded(|| handler.on_message(app, kind, data)) {
+                Ok(Ok(())) => inner.apply_commands_for(&conn.shared, core),
+                Ok(Err(error)) | Err(error) => {
+                    fail_open(handler, core, app, &mut conn.errored, error)
+                }
+            }
         }
-        match guarded(|| handler.on_message(app, kind, data)) {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) | Err(error) => fail_open(handler, core, app, &mut conn.errored, error),
+        match result {
+            Ok(used) => data = &data[used..],
+            Err(error) => {
+                let error = ConnError::Protocol(error);
+                return fail_open(handler, core, app, &mut conn.errored, error);
+            }
         }
-    }
-    if let Err(error) = result {
-        fail_open(
-            handler,
-            core,
-            app,
-            &mut conn.errored,
-            ConnError::Protocol(error),
-        );
+        // No progress can only mean no input left; the check keeps this loop finite anyway.
+        if data.is_empty() || !delivered && result == Ok(0) {
+            return;
+        }
     }
 }
 
 /// Feeds bytes to a connection in any phase.
-fn feed<H: Handler>(handler: &mut H, config: &LoopConfig, conn: &mut Conn<H::Conn>, data: &[u8]) {
+fn feed<H: Handler>(
+    handler: &mut H,
+    config: &LoopConfig,
+    inner: &HandleInner,
+    conn: &mut Conn<H::Conn>,
+    data: &[u8],
+) {
     let Phase::Handshake(hs) = &mut conn.phase else {
-        return feed_open(handler, conn, data);
+        return feed_open(handler, inner, conn, data);
     };
     let request = match hs.receive_data(data) {
         Ok(None) => return,
@@ -281,12 +301,13 @@ fn feed<H: Handler>(handler: &mut H, config: &LoopConfig, conn: &mut Conn<H::Con
     };
     conn.shared.set_status(Status::Connected);
     if let Phase::Open { core, app } = &mut conn.phase {
-        if let Err(error) = guarded(|| handler.on_open(app)) {
-            fail_open(handler, core, app, &mut conn.errored, error);
+        match guarded(|| handler.on_open(app)) {
+            Ok(()) => inner.apply_commands_for(&conn.shared, core),
+            Err(error) => fail_open(handler, core, app, &mut conn.errored, error),
         }
     }
     if !leftover.is_empty() {
-        feed_open(handler, conn, &leftover);
+        feed_open(handler, inner, conn, &leftover);
     }
 }
 
@@ -484,7 +505,16 @@ impl<H: Handler> EventLoop<H> {
                     }
                     return;
                 }
-                Ok(n) => feed(&mut self.handler, &self.config, conn, &self.read_buf[..n]),
+                Ok(n) => {
+                    let data = &self.read_buf[..n];
+                    feed(
+                        &mut self.handler,
+                        &self.config,
+                        &self.handle.inner,
+                        conn,
+                        data,
+                    );
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail_io(key, e),
@@ -606,20 +636,13 @@ impl<H: Handler> EventLoop<H> {
             std::mem::swap(&mut *queue, &mut self.commands);
         }
         while let Some(command) = self.commands.pop_front() {
+            command.dequeue();
             let key = match &command {
-                Command::Send { conn, message } => {
-                    conn.dequeued(message.len());
-                    self.live(conn)
-                }
-                Command::SendFrame { conn, frame } => {
-                    conn.dequeued(frame.len());
-                    self.live(conn)
-                }
-                Command::Ping { conn, .. } | Command::Close { conn, .. } => self.live(conn),
                 Command::Shutdown { timeout } => {
                     self.begin_shutdown(*timeout);
                     continue;
                 }
+                other => other.conn().and_then(|conn| self.live(conn)),
             };
             let Some(key) = key else { continue };
             let conn = &mut self.conns[key];
@@ -629,22 +652,7 @@ impl<H: Handler> EventLoop<H> {
                 }
                 continue;
             };
-            // Refusals here mean the state changed since the handle checked it (a close
-            // crossed the send): the message is moot, as the API documents.
-            let _ = match command {
-                Command::Send {
-                    message: Outgoing::Text(text),
-                    ..
-                } => core.send_text(&text),
-                Command::Send {
-                    message: Outgoing::Binary(data),
-                    ..
-                } => core.send_binary(&data),
-                Command::SendFrame { frame, .. } => core.send_encoded(&frame),
-                Command::Ping { payload, .. } => core.send_ping(&payload),
-                Command::Close { code, reason, .. } => core.close_with_standard_code(code, &reason),
-                Command::Shutdown { .. } => Ok(()),
-            };
+            command.apply(core);
             self.update(key);
         }
     }

@@ -169,6 +169,48 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// The connection the command is for; `None` for loop-wide commands.
+    pub(crate) fn conn(&self) -> Option<&Arc<ConnShared>> {
+        match self {
+            Command::Send { conn, .. }
+            | Command::SendFrame { conn, .. }
+            | Command::Ping { conn, .. }
+            | Command::Close { conn, .. } => Some(conn),
+            Command::Shutdown { .. } => None,
+        }
+    }
+
+    /// Marks a send as taken off the queue: its bytes now count as the loop's.
+    pub(crate) fn dequeue(&self) {
+        match self {
+            Command::Send { conn, message } => conn.dequeued(message.len()),
+            Command::SendFrame { conn, frame } => conn.dequeued(frame.len()),
+            _ => {}
+        }
+    }
+
+    /// Applies a connection command to its open core. A refusal means the state changed
+    /// since the handle checked it (a close crossed the send): the command is moot, as
+    /// the API documents.
+    pub(crate) fn apply(self, core: &mut ws6455_core::Connection) {
+        let _ = match self {
+            Command::Send {
+                message: Outgoing::Text(text),
+                ..
+            } => core.send_text(&text),
+            Command::Send {
+                message: Outgoing::Binary(data),
+                ..
+            } => core.send_binary(&data),
+            Command::SendFrame { frame, .. } => core.send_encoded(&frame),
+            Command::Ping { payload, .. } => core.send_ping(&payload),
+            Command::Close { code, reason, .. } => core.close_with_standard_code(code, &reason),
+            Command::Shutdown { .. } => Ok(()),
+        };
+    }
+}
+
 pub(crate) struct HandleInner {
     pub(crate) commands: Mutex<VecDeque<Command>>,
     pub(crate) waker: Waker,
@@ -191,6 +233,41 @@ pub struct LoopHandle {
 impl fmt::Debug for LoopHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoopHandle").finish_non_exhaustive()
+    }
+}
+
+impl HandleInner {
+    /// Applies, in order, the queued commands for the connection `shared`, leaving the
+    /// others queued. The loop calls this right after a callback, so that what the callback
+    /// sent is in the connection's buffer before the next frame is read: an echo is not
+    /// lost to a later frame that fails the connection.
+    pub(crate) fn apply_commands_for(
+        &self,
+        shared: &ConnShared,
+        core: &mut ws6455_core::Connection,
+    ) {
+        let mine = {
+            let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+            let is_mine = |c: &Command| c.conn().is_some_and(|c| c.id() == shared.id());
+            if !queue.iter().any(is_mine) {
+                return;
+            }
+            let mut mine = Vec::new();
+            let mut others = VecDeque::with_capacity(queue.len());
+            for command in queue.drain(..) {
+                if is_mine(&command) {
+                    mine.push(command);
+                } else {
+                    others.push_back(command);
+                }
+            }
+            *queue = others;
+            mine
+        };
+        for command in mine {
+            command.dequeue();
+            command.apply(core);
+        }
     }
 }
 

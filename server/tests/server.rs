@@ -397,6 +397,30 @@ fn protocol_error_from_peer_closes_1002_and_reports_1006() {
     );
 }
 
+/// Regression (Autobahn 3.2, 5.15...): a message and a bad frame in one TCP segment. The
+/// echo of the message must go out before the close, not be dropped with the connection.
+#[test]
+fn echo_is_sent_before_a_later_frame_in_the_same_read_fails() {
+    let f = start(ServerOptions::default());
+    let mut stream = TcpStream::connect(f.server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut request = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+    // Masked (zero key) "hi", then a frame with RSV1 set: 1002.
+    request.extend_from_slice(b"\x81\x82\0\0\0\0hi\xc1\x80\0\0\0\0");
+    stream.write_all(&request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 101 "));
+    let frames = &answer[text.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(&frames[..4], b"\x81\x02hi", "the echo comes first");
+    assert_eq!(
+        &frames[4..8],
+        [0x88, frames[5], 0x03, 0xea],
+        "then close 1002"
+    );
+}
+
 #[test]
 fn terminate_closes_everyone_with_1001_then_reports() {
     let f = start(ServerOptions::default());
