@@ -1,8 +1,6 @@
 //! The WebSocket connection after the opening handshake: messages, control frames and the
 //! closing handshake (RFC 6455 sections 5, 6 and 7) as a sans-IO state machine.
 
-use std::collections::VecDeque;
-
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::decoder::{FrameDecoder, FramePart};
 use crate::encoder::encode_frame;
@@ -165,7 +163,9 @@ pub struct Connection {
     /// A buffer handed back by the application, reused for the next message.
     spare: Vec<u8>,
     control: Vec<u8>,
-    events: VecDeque<Event>,
+    /// The event decoded and not yet polled: `receive_data` stops at each event, so there
+    /// is never more than one (and no queue to allocate per connection).
+    event: Option<Event>,
     out: Vec<u8>,
     /// How much of `out` the transport has taken.
     out_sent: usize,
@@ -214,7 +214,7 @@ impl Connection {
             utf8: Utf8Validator::new(),
             spare: Vec::new(),
             control: Vec::new(),
-            events: VecDeque::new(),
+            event: None,
             out: Vec::new(),
             out_sent: 0,
             random,
@@ -273,7 +273,7 @@ impl Connection {
             return Err(error.clone());
         }
         let mut consumed = 0;
-        while !matches!(self.state, State::Closed(_)) && self.events.is_empty() {
+        while !matches!(self.state, State::Closed(_)) && self.event.is_none() {
             let (used, part) = match self.decoder.decode(&input[consumed..]) {
                 Ok(step) => step,
                 Err(error) => return Err(self.fail(error)),
@@ -318,7 +318,7 @@ impl Connection {
 
     /// The next event decoded from the peer's bytes, in the order they arrived.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.event.take()
     }
 
     /// Hands a message buffer back for reuse by the next incoming message, so that steady
@@ -641,12 +641,17 @@ impl Connection {
                     return Err(ProtocolError::InvalidUtf8);
                 }
                 let data = std::mem::take(&mut self.message_data);
-                self.events.push_back(Event::Message { kind, data });
+                self.emit(Event::Message { kind, data });
             }
             // A message that was cut short by our Close: drop what was kept of it.
             _ => self.message_data.clear(),
         }
         Ok(())
+    }
+
+    fn emit(&mut self, event: Event) {
+        debug_assert!(self.event.is_none(), "receive_data stops at each event");
+        self.event = Some(event);
     }
 
     fn on_control(&mut self, opcode: OpCode) -> Result<(), ProtocolError> {
@@ -657,9 +662,9 @@ impl Connection {
                     let mask = self.next_mask();
                     encode_frame(&mut self.out, true, OpCode::Pong, &payload, mask);
                 }
-                self.events.push_back(Event::Ping(payload));
+                self.emit(Event::Ping(payload));
             }
-            OpCode::Pong => self.events.push_back(Event::Pong(payload)),
+            OpCode::Pong => self.emit(Event::Pong(payload)),
             OpCode::Close => {
                 let frame = parse_close_payload(&payload)?;
                 if matches!(self.state, State::Open) {
@@ -671,7 +676,7 @@ impl Connection {
                     reason: frame.reason.clone(),
                     clean: true,
                 });
-                self.events.push_back(Event::Close(frame));
+                self.emit(Event::Close(frame));
             }
             OpCode::Continuation | OpCode::Text | OpCode::Binary => {}
         }

@@ -572,6 +572,13 @@ impl<H: Handler> EventLoop<H> {
         }
         let unwritten = conn.unwritten();
         conn.shared.set_unwritten(unwritten);
+        if unwritten == 0 && !conn.in_ready {
+            // Going back to waiting: an idle connection keeps no buffers. Within a burst
+            // the buffers are reused, so this costs one allocation per wake-up at most.
+            if let Phase::Open { core, .. } = &mut conn.phase {
+                core.release_memory();
+            }
+        }
         if conn.shared.buffered_amount() > self.config.max_buffered {
             conn.read_paused = true;
         } else if conn.read_paused {

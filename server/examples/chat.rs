@@ -30,7 +30,8 @@ impl ConnectionHandler for Member {
     }
 
     fn on_terminate(&self, ws: &WebSocketConnection, _: TerminateEvent) {
-        ws.wss().broadcast(format!("#{} left", ws.id()), Some(ws.id()));
+        ws.wss()
+            .broadcast(format!("#{} left", ws.id()), Some(ws.id()));
     }
 }
 
@@ -65,7 +66,9 @@ impl ServerHandler for Room {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or("127.0.0.1:8082".into()).parse()?;
-    let allowed = args.map(|a| a.parse()).collect::<Result<Vec<IpAddr>, _>>()?;
+    let allowed = args
+        .map(|a| a.parse())
+        .collect::<Result<Vec<IpAddr>, _>>()?;
     let options = ServerOptions {
         listen,
         ..ServerOptions::default()

@@ -1,0 +1,184 @@
+//! Load test: the server's memory per idle WebSocket connection.
+//!
+//!     cargo build --release -p ws6455-server -p ws6455-benches
+//!     target/release/idle_memory [CONNECTIONS] [SERVER_BINARY]   # default 10000
+//!
+//! Starts `ws6455-server --mode echo` on a free port of 127.0.0.1 as a child process, opens
+//! CONNECTIONS WebSocket connections to it (plain blocking sockets, so the client's memory
+//! is not the server's), and reads the server's resident memory (VmRSS, Linux) at three
+//! points: before any connection; with every connection open and idle after its
+//! handshake; and again after every connection echoed one 64 KiB message (to show that
+//! buffers are released once a connection is idle again). Needs `ulimit -n` above
+//! CONNECTIONS + 100 for both processes. Kernel socket buffers are not counted: VmRSS is
+//! the process's own memory.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ws6455_core::encoder::encode_frame;
+use ws6455_core::frame::OpCode;
+
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+const MESSAGE_SIZE: usize = 64 * 1024;
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc (Linux)");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS value");
+    kib * 1024
+}
+
+/// Reads until `needle` has arrived (bounded by the socket's read timeout).
+fn read_until(stream: &mut TcpStream, needle: &[u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(needle.len()).any(|w| w == needle) {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(())
+}
+
+fn read_exact_len(stream: &mut TcpStream, len: usize) -> std::io::Result<()> {
+    let mut left = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while left > 0 {
+        let n = stream.read(&mut chunk[..left.min(64 * 1024)])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        left -= n;
+    }
+    Ok(())
+}
+
+fn wait_for_port(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not start on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lets the server settle, then samples its memory.
+fn settled_rss(pid: u32) -> u64 {
+    std::thread::sleep(Duration::from_millis(500));
+    rss_bytes(pid)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let count: usize = args
+        .next()
+        .map_or(10_000, |n| n.parse().expect("CONNECTIONS"));
+    let binary = args
+        .next()
+        .unwrap_or_else(|| "target/release/ws6455-server".into());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let server = Server(
+        Command::new(&binary)
+            .args([
+                "--mode",
+                "echo",
+                "--listen",
+                &addr.to_string(),
+                "--log",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}")),
+    );
+    let pid = server.0.id();
+    wait_for_port(addr);
+    let before = settled_rss(pid);
+
+    let started = Instant::now();
+    let mut streams = Vec::with_capacity(count);
+    let mut buf = Vec::new();
+    for i in 0..count {
+        let connected = TcpStream::connect(addr).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.write_all(REQUEST)?;
+            read_until(&mut s, b"\r\n\r\n", &mut buf)?;
+            Ok(s)
+        });
+        match connected {
+            Ok(stream) if buf.starts_with(b"HTTP/1.1 101") => streams.push(stream),
+            Ok(_) => panic!("connection {i}: {}", String::from_utf8_lossy(&buf)),
+            Err(e) => panic!("connection {i}: {e} (is `ulimit -n` above {count}?)"),
+        }
+    }
+    let open_time = started.elapsed();
+    let idle = settled_rss(pid);
+
+    let payload = vec![b'x'; MESSAGE_SIZE];
+    let mut frame = Vec::new();
+    encode_frame(
+        &mut frame,
+        true,
+        OpCode::Binary,
+        &payload,
+        Some([1, 2, 3, 4]),
+    );
+    let mut small = Vec::new();
+    encode_frame(
+        &mut small,
+        true,
+        OpCode::Text,
+        &[b'y'; 100],
+        Some([5, 6, 7, 8]),
+    );
+    for stream in &mut streams {
+        stream.write_all(&frame).expect("send");
+        // The unmasked echo: 2 + 8 header bytes (64-bit length) + the payload.
+        read_exact_len(stream, 10 + MESSAGE_SIZE).expect("echo");
+        stream.write_all(&small).expect("send");
+        read_exact_len(stream, 2 + 100).expect("echo");
+    }
+    let after_traffic = settled_rss(pid);
+
+    let per = |rss: u64| (rss.saturating_sub(before)) as f64 / count as f64;
+    println!("connections:                        {count} (opened in {open_time:.2?})");
+    println!("server RSS before:                  {} KiB", before / 1024);
+    println!(
+        "server RSS, all idle after handshake: {} KiB = {:.0} bytes per connection",
+        idle / 1024,
+        per(idle)
+    );
+    println!(
+        "server RSS, idle after echoes:       {} KiB = {:.0} bytes per connection",
+        after_traffic / 1024,
+        per(after_traffic)
+    );
+    drop(streams);
+}
