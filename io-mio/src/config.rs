@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// What happens when a send would push a connection's buffered outgoing bytes over
+/// What happens to a send while a connection's buffered outgoing bytes are at or above
 /// [`LoopConfig::max_buffered`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Backpressure {
@@ -32,10 +32,12 @@ pub struct LoopConfig {
     /// With `ping_interval`: drop the connection (1006) when nothing arrives this long after
     /// the Ping (default 20 s).
     pub pong_timeout: Duration,
-    /// Cap on a connection's buffered outgoing bytes (default 16 MiB). Above it the loop
-    /// stops reading from the connection until the buffer drains, and sends are refused.
+    /// Cap on a connection's buffered outgoing bytes (default 16 MiB). Once it is reached
+    /// the loop stops reading from the connection (between two messages, so TCP flow
+    /// control reaches the peer) until the buffer drains, and sends are refused. A send
+    /// made below the cap is accepted whole: the buffer can pass the cap by one message.
     pub max_buffered: usize,
-    /// What a send over the cap does.
+    /// What a send at or over the cap does.
     pub backpressure: Backpressure,
 }
 

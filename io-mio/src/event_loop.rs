@@ -19,7 +19,7 @@ use ws6455_core::handshake::{accept_response, validate_upgrade, HandshakeError, 
 use ws6455_core::{CloseCode, Connection, ConnectionState, Event};
 
 use crate::config::LoopConfig;
-use crate::handle::{Command, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP};
+use crate::handle::{over_cap, Command, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP};
 use crate::handler::{ConnError, Decision, Handler};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -58,6 +58,9 @@ struct Conn<C> {
     /// When the closing handshake (or an HTTP answer) started.
     closing_since: Option<Instant>,
     read_paused: bool,
+    /// Bytes read but not yet decoded because the outgoing buffer reached its cap in the
+    /// middle of them (at most one read's worth); decoded first when reading resumes.
+    unread: Vec<u8>,
     in_ready: bool,
     errored: bool,
     eof: bool,
@@ -227,6 +230,16 @@ fn feed_open<H: Handler>(
                 let error = ConnError::Protocol(error);
                 return fail_open(handler, core, app, &mut conn.errored, error);
             }
+        }
+        // What the callbacks sent is in the core now: publish it, so that `send` and the
+        // check below see the real buffer.
+        let unwritten = core.pending_output().len() + conn.http_out.len() - conn.http_sent;
+        conn.shared.set_unwritten(unwritten);
+        if !data.is_empty() && over_cap(conn.shared.buffered_amount(), inner.max_buffered) {
+            // Backpressure between two messages: keep the rest for when the buffer drains.
+            conn.unread.extend_from_slice(data);
+            conn.read_paused = true;
+            return;
         }
         // No progress can only mean no input left; the check keeps this loop finite anyway.
         if data.is_empty() || !delivered && result == Ok(0) {
@@ -467,6 +480,7 @@ impl<H: Handler> EventLoop<H> {
                         ping_sent: None,
                         closing_since: None,
                         read_paused: false,
+                        unread: Vec::new(),
                         in_ready: false,
                         errored: false,
                         eof: false,
@@ -496,6 +510,17 @@ impl<H: Handler> EventLoop<H> {
                     self.ready.push_back(key);
                 }
                 return;
+            }
+            if !conn.unread.is_empty() {
+                let unread = std::mem::take(&mut conn.unread);
+                feed(
+                    &mut self.handler,
+                    &self.config,
+                    &self.handle.inner,
+                    conn,
+                    &unread,
+                );
+                continue;
             }
             match conn.socket.read(&mut self.read_buf) {
                 Ok(0) => {
@@ -579,7 +604,7 @@ impl<H: Handler> EventLoop<H> {
                 core.release_memory();
             }
         }
-        if conn.shared.buffered_amount() > self.config.max_buffered {
+        if over_cap(conn.shared.buffered_amount(), self.config.max_buffered) {
             conn.read_paused = true;
         } else if conn.read_paused {
             conn.read_paused = false;

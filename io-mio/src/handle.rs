@@ -87,6 +87,12 @@ impl ConnShared {
     }
 }
 
+/// True when `buffered` outgoing bytes have reached the cap: sends are refused and the
+/// loop stops reading from the connection. The one rule both sides apply.
+pub(crate) fn over_cap(buffered: usize, cap: usize) -> bool {
+    buffered > 0 && buffered >= cap
+}
+
 /// Why a send or close through a [`LoopHandle`] was refused. Nothing was queued.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -301,7 +307,7 @@ impl LoopHandle {
         Self::check_open(conn)?;
         let buffered = conn.buffered_amount();
         let cap = self.inner.max_buffered;
-        if buffered + bytes > cap && buffered > 0 {
+        if over_cap(buffered, cap) {
             if self.inner.backpressure == Backpressure::Close {
                 self.push(Command::Close {
                     conn: conn.clone(),
@@ -315,8 +321,10 @@ impl LoopHandle {
         Ok(())
     }
 
-    /// Queues a message. Refused when the connection is not open or its buffer is full
-    /// (a message larger than the cap is accepted when nothing is buffered).
+    /// Queues a message. Refused when the connection is not open or its buffered bytes
+    /// have reached the cap. A send below the cap is accepted whole, so the buffer may
+    /// pass the cap by one message; the loop then reads nothing more from the connection
+    /// until it drains, which is what keeps an echo from ever being refused.
     pub fn send(&self, conn: &Arc<ConnShared>, message: Outgoing) -> Result<(), SendError> {
         self.reserve(conn, message.len())?;
         self.push(Command::Send {

@@ -560,6 +560,161 @@ fn backpressure_refuses_sends_when_the_peer_does_not_read() {
     assert_eq!(conn.status(), Status::Connected);
 }
 
+/// What a [`CountingEcho`] saw.
+#[derive(Default)]
+struct Counts {
+    messages: std::sync::atomic::AtomicUsize,
+    errors: Mutex<Vec<String>>,
+}
+
+/// Echoes blobs, counting messages and errors (no per-message log: the messages are big).
+#[derive(Clone, Default)]
+struct CountingEcho(Arc<Counts>);
+
+impl std::ops::Deref for CountingEcho {
+    type Target = Counts;
+    fn deref(&self) -> &Counts {
+        &self.0
+    }
+}
+
+impl ConnectionHandler for CountingEcho {
+    fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
+        self.messages
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = ws.send(event.data) {
+            self.errors
+                .lock()
+                .unwrap()
+                .push(format!("send refused: {e}"));
+        }
+    }
+
+    fn on_error(&self, _: &WebSocketConnection, event: ErrorEvent) {
+        self.errors
+            .lock()
+            .unwrap()
+            .push(event.errors[0].to_string());
+    }
+}
+
+impl ServerHandler for CountingEcho {
+    fn on_connection(
+        &self,
+        _: &WebSocketServer,
+        _: &ConnectionEvent,
+    ) -> Option<Arc<dyn ConnectionHandler>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+/// A peer that sends without reading: the echo server stops reading from it (TCP flow
+/// control stalls the peer), buffers at most about the cap, refuses no echo, and loses
+/// nothing once the peer reads again.
+#[test]
+fn echo_to_a_peer_that_does_not_read_is_flow_controlled_not_buffered() {
+    const CAP: usize = 256 << 10;
+    const PAYLOAD: usize = 60_000; // the echo has a 4-byte header (16-bit length)
+    let echo = CountingEcho::default();
+    let server = WebSocketServer::new(
+        echo.clone(),
+        ServerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_type: DataType::Blob,
+            limits: LoopConfig {
+                max_buffered: CAP,
+                ..LoopConfig::default()
+            },
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    let mut byte = [0u8];
+    while !response.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        response.push(byte[0]);
+    }
+    assert!(response.starts_with(b"HTTP/1.1 101 "));
+
+    let mut frame = Vec::new();
+    ws6455_core::encoder::encode_frame(
+        &mut frame,
+        true,
+        ws6455_core::frame::OpCode::Binary,
+        &[7u8; PAYLOAD],
+        Some([1, 2, 3, 4]),
+    );
+    // Write without reading until the writes stall (bounded in bytes and time).
+    stream
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let (mut written, deadline) = (0usize, Instant::now() + Duration::from_secs(30));
+    loop {
+        assert!(
+            written < 512 << 20,
+            "never stalled: the server buffers everything"
+        );
+        assert!(Instant::now() < deadline, "no stall within 30 s");
+        match stream.write(&frame[written % frame.len()..]) {
+            Ok(n) => written += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    // Kernel buffers on both sides hold some megabytes; the server holds about the cap.
+    assert!(
+        written < 64 << 20,
+        "{written} bytes written before the stall"
+    );
+    let conn = server.connections().remove(0);
+    assert!(
+        conn.buffered_amount() <= CAP + PAYLOAD + 4,
+        "server buffers {} bytes",
+        conn.buffered_amount()
+    );
+
+    // Finish the last frame, then read every echo back.
+    stream.set_write_timeout(None).unwrap();
+    let rest = (frame.len() - written % frame.len()) % frame.len();
+    let messages = written.div_ceil(frame.len());
+    let mut reader = stream.try_clone().unwrap();
+    let expected = messages * (4 + PAYLOAD);
+    let read_all = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0;
+        while total < expected {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        total
+    });
+    stream.write_all(&frame[frame.len() - rest..]).unwrap();
+    assert_eq!(read_all.join().unwrap(), expected, "every echo arrives");
+    assert_eq!(
+        echo.messages.load(std::sync::atomic::Ordering::SeqCst),
+        messages
+    );
+    assert!(
+        echo.errors.lock().unwrap().is_empty(),
+        "{:?}",
+        echo.errors.lock().unwrap()
+    );
+    server.terminate_with_timeout(Duration::ZERO);
+}
+
 #[test]
 fn subprotocol_is_chosen_from_the_offers() {
     let f = start(ServerOptions {
