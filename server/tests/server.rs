@@ -716,6 +716,39 @@ fn echo_to_a_peer_that_does_not_read_is_flow_controlled_not_buffered() {
 }
 
 #[test]
+fn several_loop_threads_share_the_port() {
+    let f = start(ServerOptions {
+        threads: 3,
+        ..ServerOptions::default()
+    });
+    let mut clients: Vec<_> = (0..12).map(|_| connect(&f.server, "/")).collect();
+    wait_until("twelve connections", || f.server.connections().len() == 12);
+    for (i, ws) in clients.iter_mut().enumerate() {
+        ws.send(Message::text(format!("hello {i}"))).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text(format!("hello {i}")));
+    }
+    // A broadcast reaches connections on every loop.
+    assert_eq!(f.server.broadcast("all loops", None), 12);
+    for ws in &mut clients {
+        assert_eq!(ws.read().unwrap(), Message::text("all loops"));
+    }
+    f.server.terminate();
+    for ws in &mut clients {
+        assert_eq!(read_close(ws).0, 1001);
+    }
+    assert!(f.server.wait(Some(WAIT)));
+    assert!(f.server.terminated());
+    let log = f.recorder.entries();
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.starts_with("terminate 1001"))
+            .count(),
+        12,
+        "{log:?}"
+    );
+}
+
+#[test]
 fn subprotocol_is_chosen_from_the_offers() {
     let f = start(ServerOptions {
         subprotocols: vec!["v2".into(), "v1".into()],
