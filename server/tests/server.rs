@@ -12,6 +12,8 @@ use tungstenite::{Message, WebSocket};
 use ws6455_server::*;
 
 const WAIT: Duration = Duration::from_secs(5);
+/// A valid opening handshake request, for the tests that speak raw TCP.
+const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 /// Records every callback, in order, as text.
 #[derive(Default)]
@@ -378,7 +380,7 @@ fn protocol_error_from_peer_closes_1002_and_reports_1006() {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x02hi")
+        .write_all(&[UPGRADE, b"\x81\x02hi"].concat())
         .unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -404,7 +406,7 @@ fn echo_is_sent_before_a_later_frame_in_the_same_read_fails() {
     let f = start(ServerOptions::default());
     let mut stream = TcpStream::connect(f.server.local_addr()).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
-    let mut request = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+    let mut request = UPGRADE.to_vec();
     // Masked (zero key) "hi", then a frame with RSV1 set: 1002.
     request.extend_from_slice(b"\x81\x82\0\0\0\0hi\xc1\x80\0\0\0\0");
     stream.write_all(&request).unwrap();
@@ -465,9 +467,7 @@ fn terminate_with_timeout_forces_silent_peers() {
     let f = start(ServerOptions::default());
     // A peer that never answers the Close: raw TCP that completes the handshake only.
     let mut stream = TcpStream::connect(f.server.local_addr()).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        .unwrap();
+    stream.write_all(UPGRADE).unwrap();
     wait_until("connection", || f.server.connections().len() == 1);
     let started = Instant::now();
     f.server.terminate_with_timeout(Duration::from_millis(200));
@@ -631,7 +631,7 @@ fn echo_to_a_peer_that_does_not_read_is_flow_controlled_not_buffered() {
     .unwrap();
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    stream.write_all(UPGRADE).unwrap();
     let mut response = Vec::new();
     let mut byte = [0u8];
     while !response.ends_with(b"\r\n\r\n") {
