@@ -8,7 +8,6 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,10 +15,12 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use ws6455_core::handshake::{accept_response, validate_upgrade, HandshakeError, ServerHandshake};
-use ws6455_core::{CloseCode, Connection, ConnectionState, Event};
+use ws6455_core::{CloseCode, Connection, ConnectionState, Event, OsRandom};
 
 use crate::config::LoopConfig;
-use crate::handle::{over_cap, Command, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP};
+use crate::handle::{
+    over_cap, Adoption, Command, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP,
+};
 use crate::handler::{ConnError, Decision, Handler};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -28,9 +29,6 @@ const WAKER: Token = Token(usize::MAX);
 const READ_BUFFER: usize = 64 << 10;
 /// Reads per connection per turn before others get theirs.
 const READS_PER_TURN: usize = 16;
-
-/// Connection identifiers, unique across all loops of the process.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 enum Phase<C> {
     /// Reading the handshake request.
@@ -43,6 +41,9 @@ enum Phase<C> {
 
 struct Conn<C> {
     socket: TcpStream,
+    /// Limits and timeouts: the loop's for accepted connections, the client's own for
+    /// adopted ones.
+    config: Arc<LoopConfig>,
     remote: SocketAddr,
     shared: Arc<ConnShared>,
     phase: Phase<C>,
@@ -122,7 +123,8 @@ impl<C> Conn<C> {
         self.closing_since = Some(Instant::now());
     }
 
-    fn next_deadline(&self, config: &LoopConfig) -> Option<Instant> {
+    fn next_deadline(&self) -> Option<Instant> {
+        let config = &*self.config;
         match &self.phase {
             Phase::Handshake(_) => Some(self.accepted + config.handshake_timeout),
             Phase::Responding => self.closing_since.map(|t| t + config.close_timeout),
@@ -235,7 +237,7 @@ fn feed_open<H: Handler>(
         // check below see the real buffer.
         let unwritten = core.pending_output().len() + conn.http_out.len() - conn.http_sent;
         conn.shared.set_unwritten(unwritten);
-        if !data.is_empty() && over_cap(conn.shared.buffered_amount(), inner.max_buffered) {
+        if !data.is_empty() && over_cap(conn.shared.buffered_amount(), conn.config.max_buffered) {
             // Backpressure between two messages: keep the rest for when the buffer drains.
             conn.unread.extend_from_slice(data);
             conn.read_paused = true;
@@ -249,13 +251,7 @@ fn feed_open<H: Handler>(
 }
 
 /// Feeds bytes to a connection in any phase.
-fn feed<H: Handler>(
-    handler: &mut H,
-    config: &LoopConfig,
-    inner: &HandleInner,
-    conn: &mut Conn<H::Conn>,
-    data: &[u8],
-) {
+fn feed<H: Handler>(handler: &mut H, inner: &HandleInner, conn: &mut Conn<H::Conn>, data: &[u8]) {
     let Phase::Handshake(hs) = &mut conn.phase else {
         return feed_open(handler, inner, conn, data);
     };
@@ -309,7 +305,7 @@ fn feed<H: Handler>(
     conn.http_out = response;
     conn.http_sent = 0;
     conn.phase = Phase::Open {
-        core: Box::new(Connection::server(config.protocol.clone())),
+        core: Box::new(Connection::server(conn.config.protocol.clone())),
         app,
     };
     conn.shared.set_status(Status::Connected);
@@ -357,22 +353,35 @@ impl<H: Handler> EventLoop<H> {
         config: Arc<LoopConfig>,
     ) -> io::Result<(Self, LoopHandle)> {
         listener.set_nonblocking(true)?;
+        Self::build(Some(TcpListener::from_std(listener)), handler, config)
+    }
+
+    /// A loop without a listener: it drives the connections handed to it with
+    /// [`LoopHandle::adopt`] (clients), and runs until shut down.
+    pub fn unbound(handler: H, config: Arc<LoopConfig>) -> io::Result<(Self, LoopHandle)> {
+        Self::build(None, handler, config)
+    }
+
+    fn build(
+        mut listener: Option<TcpListener>,
+        handler: H,
+        config: Arc<LoopConfig>,
+    ) -> io::Result<(Self, LoopHandle)> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(listener) = &mut listener {
+            poll.registry()
+                .register(listener, LISTENER, Interest::READABLE)?;
+        }
         let waker = Waker::new(poll.registry(), WAKER)?;
         let handle = LoopHandle {
             inner: Arc::new(HandleInner {
                 commands: Mutex::new(VecDeque::new()),
                 waker,
-                max_buffered: config.max_buffered,
-                backpressure: config.backpressure,
             }),
         };
         let event_loop = EventLoop {
             poll,
-            listener: Some(listener),
+            listener,
             conns: Slab::new(),
             handler,
             handle: handle.clone(),
@@ -464,12 +473,12 @@ impl<H: Handler> EventLoop<H> {
                     if registered.is_err() {
                         continue;
                     }
-                    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
                     let now = Instant::now();
                     entry.insert(Conn {
                         socket,
                         remote,
-                        shared: Arc::new(ConnShared::new(id, key)),
+                        shared: Arc::new(ConnShared::new(key, &self.config)),
+                        config: self.config.clone(),
                         phase: Phase::Handshake(ServerHandshake::new(self.config.max_request_size)),
                         http_out: Vec::new(),
                         http_sent: 0,
@@ -513,13 +522,7 @@ impl<H: Handler> EventLoop<H> {
             }
             if !conn.unread.is_empty() {
                 let unread = std::mem::take(&mut conn.unread);
-                feed(
-                    &mut self.handler,
-                    &self.config,
-                    &self.handle.inner,
-                    conn,
-                    &unread,
-                );
+                feed(&mut self.handler, &self.handle.inner, conn, &unread);
                 continue;
             }
             match conn.socket.read(&mut self.read_buf) {
@@ -532,13 +535,7 @@ impl<H: Handler> EventLoop<H> {
                 }
                 Ok(n) => {
                     let data = &self.read_buf[..n];
-                    feed(
-                        &mut self.handler,
-                        &self.config,
-                        &self.handle.inner,
-                        conn,
-                        data,
-                    );
+                    feed(&mut self.handler, &self.handle.inner, conn, data);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -604,7 +601,7 @@ impl<H: Handler> EventLoop<H> {
                 core.release_memory();
             }
         }
-        if over_cap(conn.shared.buffered_amount(), self.config.max_buffered) {
+        if over_cap(conn.shared.buffered_amount(), conn.config.max_buffered) {
             conn.read_paused = true;
         } else if conn.read_paused {
             conn.read_paused = false;
@@ -628,7 +625,7 @@ impl<H: Handler> EventLoop<H> {
             }
             conn.interest = wanted;
         }
-        if let Some(deadline) = conn.next_deadline(&self.config) {
+        if let Some(deadline) = conn.next_deadline() {
             if conn.scheduled.is_none_or(|s| deadline < s) {
                 conn.scheduled = Some(deadline);
                 self.timers.push(Reverse((deadline, key, conn.shared.id())));
@@ -653,8 +650,9 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn live(&mut self, shared: &ConnShared) -> Option<usize> {
-        let conn = self.conns.get(shared.token)?;
-        (conn.shared.id() == shared.id()).then_some(shared.token)
+        let token = shared.token();
+        let conn = self.conns.get(token)?;
+        (conn.shared.id() == shared.id()).then_some(token)
     }
 
     fn run_commands(&mut self) {
@@ -669,13 +667,18 @@ impl<H: Handler> EventLoop<H> {
         }
         while let Some(command) = self.commands.pop_front() {
             command.dequeue();
-            let key = match &command {
+            let command = match command {
                 Command::Shutdown { timeout } => {
-                    self.begin_shutdown(*timeout);
+                    self.begin_shutdown(timeout);
                     continue;
                 }
-                other => other.conn().and_then(|conn| self.live(conn)),
+                Command::Adopt(adoption) => {
+                    self.adopt(*adoption);
+                    continue;
+                }
+                other => other,
             };
+            let key = command.conn().and_then(|conn| self.live(conn));
             let Some(key) = key else { continue };
             let conn = &mut self.conns[key];
             let Phase::Open { core, .. } = &mut conn.phase else {
@@ -687,6 +690,80 @@ impl<H: Handler> EventLoop<H> {
             command.apply(core);
             self.update(key);
         }
+    }
+
+    /// Takes in a client connection whose handshake is done: registers it, runs `on_open`,
+    /// decodes what followed the handshake response.
+    fn adopt(&mut self, adoption: Adoption) {
+        let Adoption {
+            socket,
+            shared,
+            app,
+            leftover,
+            config,
+        } = adoption;
+        let refuse = |shared: &ConnShared| shared.set_status(Status::Closed);
+        let Ok(app) = app.downcast::<H::Conn>() else {
+            debug_assert!(
+                false,
+                "adopt() was given another type than the loop's Handler::Conn"
+            );
+            return refuse(&shared);
+        };
+        if self.shutdown.is_some() || socket.set_nonblocking(true).is_err() {
+            // Shutting down: the connection never opens; its on_close is not owed either.
+            return refuse(&shared);
+        }
+        let mut socket = TcpStream::from_std(socket);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), Interest::READABLE)
+            .is_err()
+        {
+            return refuse(&shared);
+        }
+        let remote = socket
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        shared.set_token(key);
+        let now = Instant::now();
+        let core = Connection::client(config.protocol.clone(), Box::new(OsRandom::new()));
+        let conn = entry.insert(Conn {
+            socket,
+            config,
+            remote,
+            shared,
+            phase: Phase::Open {
+                core: Box::new(core),
+                app: *app,
+            },
+            http_out: Vec::new(),
+            http_sent: 0,
+            interest: Interest::READABLE,
+            scheduled: None,
+            accepted: now,
+            last_input: now,
+            ping_sent: None,
+            closing_since: None,
+            read_paused: false,
+            unread: leftover,
+            in_ready: false,
+            errored: false,
+            eof: false,
+        });
+        if let Phase::Open { core, app } = &mut conn.phase {
+            match guarded(|| self.handler.on_open(app)) {
+                Ok(()) => self.handle.inner.apply_commands_for(&conn.shared, core),
+                Err(error) => fail_open(&mut self.handler, core, app, &mut conn.errored, error),
+            }
+        }
+        // The leftover (in `unread`) and anything already in the socket are read now:
+        // an edge-triggered registration reports only data that arrives later.
+        self.read(key);
+        self.update(key);
     }
 
     fn begin_shutdown(&mut self, timeout: Option<Duration>) {
@@ -757,9 +834,9 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn on_timer(&mut self, key: usize, now: Instant) {
-        let config = self.config.clone();
         let conn = &mut self.conns[key];
-        let Some(deadline) = conn.next_deadline(&config) else {
+        let config = conn.config.clone();
+        let Some(deadline) = conn.next_deadline() else {
             return;
         };
         if deadline > now {

@@ -10,7 +10,10 @@ use std::time::Duration;
 use mio::Waker;
 use ws6455_core::CloseCode;
 
-use crate::config::Backpressure;
+use crate::config::{Backpressure, LoopConfig};
+
+/// Connection identifiers, unique across all loops of the process.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The life stage of a connection, as the application API reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,7 +43,11 @@ impl Status {
 #[derive(Debug)]
 pub struct ConnShared {
     id: u64,
-    pub(crate) token: usize,
+    /// The connection's slab key in its loop; `usize::MAX` until a loop adopts it.
+    token: AtomicUsize,
+    /// Backpressure settings of this connection (its loop's, or its own for a client).
+    max_buffered: usize,
+    backpressure: Backpressure,
     status: AtomicU8,
     /// Payload bytes of sends queued but not yet taken by the loop.
     queued: AtomicUsize,
@@ -49,10 +56,12 @@ pub struct ConnShared {
 }
 
 impl ConnShared {
-    pub(crate) fn new(id: u64, token: usize) -> Self {
+    pub(crate) fn new(token: usize, config: &LoopConfig) -> Self {
         ConnShared {
-            id,
-            token,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            token: AtomicUsize::new(token),
+            max_buffered: config.max_buffered,
+            backpressure: config.backpressure,
             status: AtomicU8::new(0),
             queued: AtomicUsize::new(0),
             unwritten: AtomicUsize::new(0),
@@ -62,6 +71,14 @@ impl ConnShared {
     /// The connection's identifier, unique in the process.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    pub(crate) fn token(&self) -> usize {
+        self.token.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_token(&self, token: usize) {
+        self.token.store(token, Ordering::Release);
     }
 
     /// The current status.
@@ -173,6 +190,27 @@ pub(crate) enum Command {
     Shutdown {
         timeout: Option<Duration>,
     },
+    /// A connection opened and upgraded elsewhere (a client's), to be driven by the loop.
+    Adopt(Box<Adoption>),
+}
+
+/// What [`LoopHandle::adopt`] hands to the loop.
+pub(crate) struct Adoption {
+    pub(crate) socket: std::net::TcpStream,
+    pub(crate) shared: Arc<ConnShared>,
+    /// The application state: the loop's `Handler::Conn`, boxed to cross the queue.
+    pub(crate) app: Box<dyn std::any::Any + Send>,
+    /// Bytes that arrived after the handshake response.
+    pub(crate) leftover: Vec<u8>,
+    pub(crate) config: Arc<LoopConfig>,
+}
+
+impl fmt::Debug for Adoption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Adoption")
+            .field("conn", &self.shared.id())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Command {
@@ -183,7 +221,7 @@ impl Command {
             | Command::SendFrame { conn, .. }
             | Command::Ping { conn, .. }
             | Command::Close { conn, .. } => Some(conn),
-            Command::Shutdown { .. } => None,
+            Command::Shutdown { .. } | Command::Adopt(_) => None,
         }
     }
 
@@ -212,7 +250,7 @@ impl Command {
             Command::SendFrame { frame, .. } => core.send_encoded(&frame),
             Command::Ping { payload, .. } => core.send_ping(&payload),
             Command::Close { code, reason, .. } => core.close_with_standard_code(code, &reason),
-            Command::Shutdown { .. } => Ok(()),
+            Command::Shutdown { .. } | Command::Adopt(_) => Ok(()),
         };
     }
 }
@@ -220,8 +258,6 @@ impl Command {
 pub(crate) struct HandleInner {
     pub(crate) commands: Mutex<VecDeque<Command>>,
     pub(crate) waker: Waker,
-    pub(crate) max_buffered: usize,
-    pub(crate) backpressure: Backpressure,
 }
 
 thread_local! {
@@ -306,9 +342,9 @@ impl LoopHandle {
     fn reserve(&self, conn: &Arc<ConnShared>, bytes: usize) -> Result<(), SendError> {
         Self::check_open(conn)?;
         let buffered = conn.buffered_amount();
-        let cap = self.inner.max_buffered;
+        let cap = conn.max_buffered;
         if over_cap(buffered, cap) {
-            if self.inner.backpressure == Backpressure::Close {
+            if conn.backpressure == Backpressure::Close {
                 self.push(Command::Close {
                     conn: conn.clone(),
                     code: CloseCode::POLICY_VIOLATION,
@@ -404,6 +440,33 @@ impl LoopHandle {
             reason: reason.to_owned(),
         });
         Ok(())
+    }
+
+    /// Hands the loop a connection that was opened and upgraded elsewhere (a client's:
+    /// TCP connected, handshake done on the caller's thread), with `config` as its limits
+    /// and timeouts. `make_app` builds the application state from the connection's shared
+    /// state; it must be the loop's `Handler::Conn` type (anything else is dropped, and the
+    /// connection with it). The status is `Connected` on return, so sends may follow at
+    /// once: the loop applies commands in order, the adoption first. The loop calls
+    /// `on_open`, then decodes `leftover`.
+    pub fn adopt<C: Send + 'static>(
+        &self,
+        socket: std::net::TcpStream,
+        leftover: Vec<u8>,
+        config: Arc<LoopConfig>,
+        make_app: impl FnOnce(&Arc<ConnShared>) -> C,
+    ) -> Arc<ConnShared> {
+        let shared = Arc::new(ConnShared::new(usize::MAX, &config));
+        shared.set_status(Status::Connected);
+        let app = Box::new(make_app(&shared));
+        self.push(Command::Adopt(Box::new(Adoption {
+            socket,
+            shared: shared.clone(),
+            app,
+            leftover,
+            config,
+        })));
+        shared
     }
 
     /// Stops the loop: no new connections; every open connection gets a Close (1001).

@@ -85,13 +85,20 @@ pub trait Handler: Clone + Send + 'static {
     /// Per-connection application state.
     type Conn: Send + 'static;
 
-    /// A valid WebSocket handshake request arrived: accept it or answer with HTTP.
+    /// A valid WebSocket handshake request arrived: accept it or answer with HTTP. The
+    /// default refuses (403): right for a loop that only drives client connections.
     fn on_request(
         &mut self,
         request: &Request,
         remote: SocketAddr,
         shared: &Arc<ConnShared>,
-    ) -> Decision<Self::Conn>;
+    ) -> Decision<Self::Conn> {
+        let _ = (request, remote, shared);
+        Decision::Respond(
+            ws6455_core::handshake::reject_response(403, "this loop accepts no connections", &[])
+                .unwrap_or_default(),
+        )
+    }
 
     /// A plain HTTP request (no upgrade) arrived: return the whole HTTP response.
     /// The default answers 426 Upgrade Required.

@@ -12,11 +12,13 @@
 //! [`LoopConfig::max_buffered`], the loop stops reading from it, so TCP flow control
 //! reaches a peer that sends without reading; sends over the cap are refused.
 //!
-//! Only accepted (server) connections exist today; the connection phases are an enum so
-//! that client-opened connections can join them.
+//! A loop drives accepted (server) connections, built with [`EventLoop::new`] around a
+//! listener, and client connections handed to it with [`LoopHandle::adopt`]; a loop
+//! without a listener ([`EventLoop::unbound`]) serves clients only.
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 mod config;
 mod event_loop;
 mod handle;

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ws6455_core::CloseCode;
-use ws6455_mio::{ConnShared, LoopHandle, Outgoing, SendError, Status};
+use ws6455_mio::{ConnShared, LoopHandle, SendError, Status};
 
 use crate::server::{ServerInner, WebSocketServer};
-use crate::types::{Data, DataType, ErrorEvent, MessageEvent, TerminateEvent};
+use ws6455_mio::app::{Data, DataType, ErrorEvent, MessageEvent, TerminateEvent};
 
 /// Callbacks for one connection. Only `on_message` is mandatory.
 ///
@@ -76,11 +76,7 @@ impl WebSocketConnection {
     /// its serialisation). Works from callbacks and from any thread; refused when the
     /// connection is not open or its outgoing buffer is over the cap.
     pub fn send(&self, data: impl Into<Data>) -> Result<(), SendError> {
-        let message = match data.into() {
-            Data::Text(text) => Outgoing::Text(text),
-            Data::Blob(bytes) => Outgoing::Binary(bytes),
-            Data::Object(value) => Outgoing::Text(value.to_string()),
-        };
+        let message = data.into().into_outgoing();
         self.inner.handle.send(&self.inner.shared, message)
     }
 

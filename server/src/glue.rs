@@ -10,9 +10,8 @@ use ws6455_mio::{ConnError, ConnShared, Decision, Handler};
 
 use crate::connection::{ConnInner, WebSocketConnection};
 use crate::server::{ServerInner, WebSocketServer};
-use crate::types::{
-    ConnectionEvent, Data, DataType, Error, ErrorEvent, MessageEvent, Request, TerminateEvent,
-};
+use crate::types::{ConnectionEvent, Request};
+use ws6455_mio::app::{Data, Error, ErrorEvent, MessageEvent, TerminateEvent};
 
 /// One loop's view of the server. The slot is filled before the loop starts.
 #[derive(Clone)]
@@ -138,17 +137,7 @@ impl Handler for Glue {
         kind: MessageKind,
         data: Vec<u8>,
     ) -> Result<(), ConnError> {
-        let data = match (self.server().options.data_type, kind) {
-            (DataType::Text, MessageKind::Text) => Data::Text(
-                // The core validated the UTF-8 already; this cannot fail.
-                String::from_utf8(data).map_err(|e| ConnError::InvalidData(e.to_string()))?,
-            ),
-            (DataType::Text | DataType::Blob, _) => Data::Blob(data),
-            (DataType::Object, _) => match serde_json::from_slice(&data) {
-                Ok(value) => Data::Object(value),
-                Err(e) => return Err(ConnError::InvalidData(format!("invalid JSON: {e}"))),
-            },
-        };
+        let data = Data::from_message(self.server().options.data_type, kind, data)?;
         ws.inner
             .handler
             .clone()
@@ -157,12 +146,8 @@ impl Handler for Glue {
     }
 
     fn on_error(&mut self, ws: &mut WebSocketConnection, error: &ConnError) {
-        let errors = vec![Error {
-            code: error.code(),
-            message: error.to_string(),
-            component: "connection",
-        }];
-        ws.inner.handler.clone().on_error(ws, ErrorEvent { errors });
+        let event = ErrorEvent::from_conn_error(error);
+        ws.inner.handler.clone().on_error(ws, event);
     }
 
     fn on_close(&mut self, ws: WebSocketConnection, status: &CloseStatus) {
@@ -172,12 +157,7 @@ impl Handler for Glue {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ws.id());
-        let peer_reason = status.code.0 != 1006 && !status.reason.is_empty();
-        let event = TerminateEvent {
-            code: status.code.0,
-            reason: peer_reason.then(|| status.reason.clone()),
-            was_clean: status.clean,
-        };
+        let event = TerminateEvent::from_status(status);
         ws.inner.handler.clone().on_terminate(&ws, event);
     }
 

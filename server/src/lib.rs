@@ -36,9 +36,7 @@ mod types;
 
 pub use connection::{ConnectionHandler, WebSocketConnection};
 pub use server::{ServerHandler, ServerOptions, WebSocketServer};
-pub use types::{
-    ConnectionEvent, Data, DataType, Error, ErrorEvent, HttpResponse, MessageEvent, Request,
-    TerminateEvent,
-};
+pub use types::{ConnectionEvent, HttpResponse, Request};
 pub use ws6455_core::handshake::Headers;
+pub use ws6455_mio::app::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
 pub use ws6455_mio::{Backpressure, LoopConfig, SendError, Status};

@@ -1,103 +1,9 @@
-//! The values handed to and taken from handlers: data types, events, errors, requests.
+//! The values handed to and taken from server handlers: requests and HTTP answers. The
+//! data types, events and errors shared with the client live in `ws6455_mio::app`.
 
-use std::fmt;
 use std::net::SocketAddr;
 
 use ws6455_core::handshake::{reason_phrase, Headers};
-
-/// How received messages are delivered (`data_type` in the API contract).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum DataType {
-    /// Text messages as `Data::Text`; binary messages still arrive as `Data::Blob`.
-    #[default]
-    Text,
-    /// Every message as bytes (`Data::Blob`).
-    Blob,
-    /// Every message parsed as JSON (`Data::Object`); invalid JSON fails the connection
-    /// with `on_error` and close code 1007.
-    Object,
-}
-
-/// A message's content: received (per [`DataType`]) or to send.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Data {
-    /// UTF-8 text; sent as a text frame.
-    Text(String),
-    /// Bytes; sent as a binary frame.
-    Blob(Vec<u8>),
-    /// A JSON value; sent as a text frame of its serialisation.
-    Object(serde_json::Value),
-}
-
-impl Data {
-    /// The text, for `Data::Text`.
-    pub fn as_text(&self) -> Option<&str> {
-        match self {
-            Data::Text(text) => Some(text),
-            _ => None,
-        }
-    }
-
-    /// The bytes of a text or blob message (`None` for objects).
-    pub fn as_bytes(&self) -> Option<&[u8]> {
-        match self {
-            Data::Text(text) => Some(text.as_bytes()),
-            Data::Blob(bytes) => Some(bytes),
-            Data::Object(_) => None,
-        }
-    }
-}
-
-impl From<String> for Data {
-    fn from(text: String) -> Self {
-        Data::Text(text)
-    }
-}
-
-impl From<&str> for Data {
-    fn from(text: &str) -> Self {
-        Data::Text(text.to_owned())
-    }
-}
-
-impl From<Vec<u8>> for Data {
-    fn from(bytes: Vec<u8>) -> Self {
-        Data::Blob(bytes)
-    }
-}
-
-impl From<&[u8]> for Data {
-    fn from(bytes: &[u8]) -> Self {
-        Data::Blob(bytes.to_vec())
-    }
-}
-
-impl From<serde_json::Value> for Data {
-    fn from(value: serde_json::Value) -> Self {
-        Data::Object(value)
-    }
-}
-
-/// One error in an `on_error` event: a numeric code, a message, and the component that
-/// raised it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Error {
-    /// For connection errors, the close code sent (1002, 1007, 1009, 1011), or 1006 when
-    /// the connection was dropped; for server errors, the HTTP status answered.
-    pub code: u16,
-    /// What happened.
-    pub message: String,
-    /// Which component raised it: `"connection"`, `"handshake"`, `"server"`.
-    pub component: &'static str,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] {} ({})", self.component, self.message, self.code)
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// The client's handshake request, as given to `on_connection`.
 #[derive(Clone, Debug)]
@@ -151,32 +57,6 @@ impl Request {
 pub struct ConnectionEvent {
     /// The client's request.
     pub request: Request,
-}
-
-/// `on_message`'s event (`type = "message"`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct MessageEvent {
-    /// The message, converted per the data type.
-    pub data: Data,
-}
-
-/// `on_terminate`'s event for a connection (`type = "terminate"`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TerminateEvent {
-    /// The peer's close code; 1005 when its Close frame had none; 1006 when the connection
-    /// ended without a closing handshake.
-    pub code: u16,
-    /// The peer's close reason; `None` when it gave none.
-    pub reason: Option<String>,
-    /// True when the closing handshake completed.
-    pub was_clean: bool,
-}
-
-/// An `on_error` event (`type = "error"`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ErrorEvent {
-    /// What went wrong.
-    pub errors: Vec<Error>,
 }
 
 /// An answer to a plain HTTP request on the WebSocket port (a page, a health check).

@@ -1,0 +1,188 @@
+//! The values application handlers exchange with a connection, shared by the server and
+//! client APIs: data types, message/terminate/error events, and the conversions between
+//! them and what the loop sees (message bytes, close status, connection errors).
+
+use std::fmt;
+
+use ws6455_core::{CloseStatus, MessageKind};
+
+use crate::handle::Outgoing;
+use crate::handler::ConnError;
+
+/// How received messages are delivered (`data_type` in the API contract).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum DataType {
+    /// Text messages as `Data::Text`; binary messages still arrive as `Data::Blob`.
+    #[default]
+    Text,
+    /// Every message as bytes (`Data::Blob`).
+    Blob,
+    /// Every message parsed as JSON (`Data::Object`); invalid JSON fails the connection
+    /// with `on_error` and close code 1007.
+    Object,
+}
+
+/// A message's content: received (per [`DataType`]) or to send.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// UTF-8 text; sent as a text frame.
+    Text(String),
+    /// Bytes; sent as a binary frame.
+    Blob(Vec<u8>),
+    /// A JSON value; sent as a text frame of its serialisation.
+    Object(serde_json::Value),
+}
+
+impl Data {
+    /// The text, for `Data::Text`.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Data::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a text or blob message (`None` for objects).
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Data::Text(text) => Some(text.as_bytes()),
+            Data::Blob(bytes) => Some(bytes),
+            Data::Object(_) => None,
+        }
+    }
+}
+
+impl From<String> for Data {
+    fn from(text: String) -> Self {
+        Data::Text(text)
+    }
+}
+
+impl From<&str> for Data {
+    fn from(text: &str) -> Self {
+        Data::Text(text.to_owned())
+    }
+}
+
+impl From<Vec<u8>> for Data {
+    fn from(bytes: Vec<u8>) -> Self {
+        Data::Blob(bytes)
+    }
+}
+
+impl From<&[u8]> for Data {
+    fn from(bytes: &[u8]) -> Self {
+        Data::Blob(bytes.to_vec())
+    }
+}
+
+impl From<serde_json::Value> for Data {
+    fn from(value: serde_json::Value) -> Self {
+        Data::Object(value)
+    }
+}
+
+/// One error in an `on_error` event: a numeric code, a message, and the component that
+/// raised it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// For connection errors, the close code sent (1002, 1007, 1009, 1011), or 1006 when
+    /// the connection was dropped; for server errors, the HTTP status answered.
+    pub code: u16,
+    /// What happened.
+    pub message: String,
+    /// Which component raised it: `"connection"`, `"handshake"`, `"server"`.
+    pub component: &'static str,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {} ({})", self.component, self.message, self.code)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `on_message`'s event (`type = "message"`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageEvent {
+    /// The message, converted per the data type.
+    pub data: Data,
+}
+
+/// `on_terminate`'s event (`type = "terminate"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TerminateEvent {
+    /// The peer's close code; 1005 when its Close frame had none; 1006 when the connection
+    /// ended without a closing handshake.
+    pub code: u16,
+    /// The peer's close reason; `None` when it gave none.
+    pub reason: Option<String>,
+    /// True when the closing handshake completed.
+    pub was_clean: bool,
+}
+
+/// An `on_error` event (`type = "error"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorEvent {
+    /// What went wrong.
+    pub errors: Vec<Error>,
+}
+
+impl Data {
+    /// Converts a received message per `data_type`: text as `Text` (or bytes in blob mode),
+    /// binary as `Blob`, anything as JSON in object mode. Invalid JSON is a
+    /// [`ConnError::InvalidData`] (close 1007).
+    pub fn from_message(
+        data_type: DataType,
+        kind: MessageKind,
+        data: Vec<u8>,
+    ) -> Result<Data, ConnError> {
+        Ok(match (data_type, kind) {
+            (DataType::Text, MessageKind::Text) => Data::Text(
+                // The core validated the UTF-8 already; this cannot fail.
+                String::from_utf8(data).map_err(|e| ConnError::InvalidData(e.to_string()))?,
+            ),
+            (DataType::Text | DataType::Blob, _) => Data::Blob(data),
+            (DataType::Object, _) => match serde_json::from_slice(&data) {
+                Ok(value) => Data::Object(value),
+                Err(e) => return Err(ConnError::InvalidData(format!("invalid JSON: {e}"))),
+            },
+        })
+    }
+
+    /// What goes on the wire: text and objects (as JSON) in text frames, blobs in binary.
+    pub fn into_outgoing(self) -> Outgoing {
+        match self {
+            Data::Text(text) => Outgoing::Text(text),
+            Data::Blob(bytes) => Outgoing::Binary(bytes),
+            Data::Object(value) => Outgoing::Text(value.to_string()),
+        }
+    }
+}
+
+impl TerminateEvent {
+    /// The event for a connection that ended with `status`; the reason is kept only when
+    /// the peer gave one (never for 1006, whose text is ours).
+    pub fn from_status(status: &CloseStatus) -> Self {
+        let peer_reason = status.code.0 != 1006 && !status.reason.is_empty();
+        TerminateEvent {
+            code: status.code.0,
+            reason: peer_reason.then(|| status.reason.clone()),
+            was_clean: status.clean,
+        }
+    }
+}
+
+impl ErrorEvent {
+    /// The event for a connection error, from the component `"connection"`.
+    pub fn from_conn_error(error: &ConnError) -> Self {
+        ErrorEvent {
+            errors: vec![Error {
+                code: error.code(),
+                message: error.to_string(),
+                component: "connection",
+            }],
+        }
+    }
+}
