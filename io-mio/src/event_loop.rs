@@ -331,7 +331,6 @@ pub struct EventLoop<H: Handler> {
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     ready: VecDeque<usize>,
     read_buf: Vec<u8>,
-    commands: VecDeque<Command>,
     /// Set once shutting down; holds the deadline after which connections are destroyed.
     shutdown: Option<Option<Instant>>,
 }
@@ -389,7 +388,6 @@ impl<H: Handler> EventLoop<H> {
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             read_buf: vec![0; READ_BUFFER],
-            commands: VecDeque::new(),
             shutdown: None,
         };
         Ok((event_loop, handle))
@@ -443,7 +441,12 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() {
+        let queued = || {
+            let queue = self.handle.inner.commands.lock();
+            !queue.unwrap_or_else(|e| e.into_inner()).is_empty()
+        };
+        // Commands queued by callbacks on this thread come with no wake-up.
+        if !self.ready.is_empty() || queued() {
             return Some(Duration::ZERO);
         }
         let timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
@@ -655,17 +658,21 @@ impl<H: Handler> EventLoop<H> {
         (conn.shared.id() == shared.id()).then_some(token)
     }
 
+    /// Applies queued commands until the queue is empty, taking them one at a time: a
+    /// callback run meanwhile (`on_open` of an adopted connection, `on_close`) applies
+    /// its connection's queued commands itself, and must find them all still queued, or
+    /// one connection's sends would be reordered. Commands the callbacks queue are
+    /// applied in the same run.
     fn run_commands(&mut self) {
-        {
-            let mut queue = self
+        loop {
+            let next = self
                 .handle
                 .inner
                 .commands
                 .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            std::mem::swap(&mut *queue, &mut self.commands);
-        }
-        while let Some(command) = self.commands.pop_front() {
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            let Some(command) = next else { break };
             command.dequeue();
             let command = match command {
                 Command::Shutdown { timeout } => {
