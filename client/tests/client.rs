@@ -474,6 +474,38 @@ fn after_the_close_handshake_the_client_waits_for_the_server_then_gives_up() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
+#[test]
+fn keepalive_drops_a_server_that_never_answers_pings() {
+    // Completes the handshake, then reads and ignores everything: no Pong ever comes.
+    let addr = raw_server(|request| {
+        format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n", accept_for(request)).into_bytes()
+    });
+    let recorder = Recorder::default();
+    let ws = WebSocket::with_options(
+        &format!("ws://{addr}/"),
+        recorder.clone(),
+        ClientOptions {
+            limits: LoopConfig {
+                ping_interval: Some(Duration::from_millis(100)),
+                pong_timeout: Duration::from_millis(200),
+                ..LoopConfig::default()
+            },
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let end = ws.wait(Some(WAIT)).unwrap();
+    assert_eq!((end.code, end.was_clean), (1006, false));
+    assert_eq!(
+        recorder.entries(),
+        [
+            "open Connected",
+            "error 1006",
+            "terminate 1006 None false Closed"
+        ]
+    );
+}
+
 // ----- an independent server -----
 
 #[test]
