@@ -42,19 +42,44 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// Resolves `url`'s host within the deadline. The system resolver has no timeout of its
+/// own, so a name lookup runs on a helper thread that is abandoned when time is up.
+fn resolve(
+    url: &WsUrl,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, ConnectError> {
+    let dns_error = |error| ConnectError::Dns {
+        host: url.host.clone(),
+        error,
+    };
+    if let Ok(ip) = url.host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, url.port)]);
+    }
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let (host, port) = (url.host.clone(), url.port);
+    std::thread::Builder::new()
+        .name("ws6455-resolve".into())
+        .spawn(move || {
+            let found = (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|addrs| addrs.collect::<Vec<_>>());
+            let _ = sender.send(found);
+        })
+        .map_err(ConnectError::Io)?;
+    match receiver.recv_timeout(time_left(deadline, timeout)?) {
+        Ok(found) => found.map_err(dns_error),
+        Err(_) => Err(ConnectError::Timeout(timeout)),
+    }
+}
+
 /// Resolves `url`'s host and connects to the first address that answers.
 fn connect_tcp(
     url: &WsUrl,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<TcpStream, ConnectError> {
-    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|error| ConnectError::Dns {
-            host: url.host.clone(),
-            error,
-        })?
-        .collect();
+    let addrs = resolve(url, deadline, timeout)?;
     let mut last = None;
     for addr in addrs {
         let left = time_left(deadline, timeout)?;

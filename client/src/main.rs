@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -172,6 +172,19 @@ impl ClientHandler for Terminal {
     }
 }
 
+/// Sends `data`, waiting while the outgoing buffer is full (a fast stdin, a slow
+/// server): input is never dropped for backpressure. Fails when the connection ends.
+fn send_waiting(ws: &WebSocket, data: Data) -> Result<(), ws6455_client::SendError> {
+    loop {
+        match ws.send(data.clone()) {
+            Err(ws6455_client::SendError::BufferFull { .. }) => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(Some(args)) => args,
@@ -210,20 +223,49 @@ fn main() -> ExitCode {
     let our_code = Arc::new(AtomicU16::new(0));
     let sender = ws.clone();
     let closing = our_code.clone();
+    let input_lost = Arc::new(AtomicBool::new(false));
+    let lost = input_lost.clone();
     let (binary, code, reason, linger) =
         (args.binary, args.close_code, args.close_reason, args.linger);
     // Stdin is read on its own thread: the process ends when the connection does, even
     // while a read is blocked.
     std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            let sent = if binary {
-                sender.send(line.into_bytes())
+        let mut stdin = std::io::stdin().lock();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match stdin.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("ws6455-client: cannot read stdin: {e}");
+                    lost.store(true, Ordering::SeqCst);
+                    break;
+                }
+            }
+            if line.ends_with(b"\n") {
+                line.pop();
+                if line.ends_with(b"\r") {
+                    line.pop();
+                }
+            }
+            let data = if binary {
+                Data::Blob(line.clone())
             } else {
-                sender.send(line)
+                match String::from_utf8(line.clone()) {
+                    Ok(text) => Data::Text(text),
+                    Err(_) => {
+                        eprintln!("ws6455-client: a line is not UTF-8 text (use --binary)");
+                        lost.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                }
             };
-            if let Err(e) = sent {
-                eprintln!("ws6455-client: not sent: {e}");
+            if let Err(e) = send_waiting(&sender, data) {
+                if sender.status() == ws6455_client::Status::Connected {
+                    eprintln!("ws6455-client: not sent: {e}");
+                }
+                lost.store(true, Ordering::SeqCst);
                 break;
             }
         }
@@ -243,7 +285,10 @@ fn main() -> ExitCode {
     let end = ws.wait(None).expect("waits without a timeout");
     let ours = our_code.load(Ordering::SeqCst);
     let normal = end.was_clean && (end.code == 1000 || end.code == 1005 || end.code == ours);
-    if normal {
+    if normal && input_lost.load(Ordering::SeqCst) {
+        eprintln!("ws6455-client: closed before all of stdin was sent");
+        ExitCode::from(1)
+    } else if normal {
         ExitCode::SUCCESS
     } else {
         eprintln!(

@@ -98,6 +98,9 @@ impl WsUrl {
                     80
                 }
             }
+            Some(p) if !p.bytes().all(|b| b.is_ascii_digit()) => {
+                return invalid("the port must be a number from 1 to 65535")
+            }
             Some(p) => match p.parse::<u16>() {
                 Ok(port) if port != 0 => port,
                 _ => return invalid("the port must be a number from 1 to 65535"),
@@ -192,6 +195,7 @@ mod tests {
             "ws://h:0/",
             "ws://h:65536/",
             "ws://h:x/",
+            "ws://h:+80/",
             "ws://h/#frag",
             "ws://user:pw@h/",
             "ws://h/a b",

@@ -1,7 +1,7 @@
 //! `WebSocket`, the client: its handler trait, options, and the loop that drives it.
 
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ws6455_core::handshake::Headers;
@@ -106,13 +106,24 @@ impl ClientLoop {
         Ok(ClientLoop { handle })
     }
 
-    /// The process-wide loop, started on first use.
+    /// The process-wide loop, started on first use (and again if it was shut down).
     pub fn shared() -> Result<ClientLoop, ConnectError> {
-        static SHARED: OnceLock<Option<ClientLoop>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| ClientLoop::new().ok())
-            .clone()
-            .ok_or(ConnectError::LoopGone)
+        static SHARED: Mutex<Option<ClientLoop>> = Mutex::new(None);
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        match &*shared {
+            Some(running) if !running.handle.is_stopped() => Ok(running.clone()),
+            _ => {
+                let started = ClientLoop::new().map_err(ConnectError::Io)?;
+                *shared = Some(started.clone());
+                Ok(started)
+            }
+        }
+    }
+
+    /// True once the loop's thread has finished (after [`shutdown`](Self::shutdown)):
+    /// connecting through it then fails with [`ConnectError::LoopGone`].
+    pub fn is_stopped(&self) -> bool {
+        self.handle.is_stopped()
     }
 
     /// Closes every connection of this loop (1001; destroyed at `timeout` if given) and
@@ -187,7 +198,7 @@ impl WebSocket {
         let upgraded = open(&parsed, &offer, options.connect_timeout)?;
         let data_type = handler.data_type();
         let mut ws = None;
-        event_loop.handle.adopt(
+        let adopted = event_loop.handle.adopt(
             upgraded.socket,
             upgraded.leftover,
             Arc::new(options.limits),
@@ -209,7 +220,10 @@ impl WebSocket {
                 made
             },
         );
-        ws.ok_or(ConnectError::LoopGone)
+        match (adopted, ws) {
+            (Ok(_), Some(ws)) => Ok(ws),
+            _ => Err(ConnectError::LoopGone),
+        }
     }
 
     /// The connection's identifier, unique in the process.

@@ -115,6 +115,10 @@ fn failures_exit_non_zero_with_the_reason() {
     let (code, _, err) = run(&["--close-code", "1001", &url], b"");
     assert_eq!(code, 2);
     assert!(err.contains("--close-code"), "{err}");
+    // A line that is not UTF-8 cannot be a text message: said, and not a success.
+    let (code, _, err) = run(&["--linger", "0", &url], b"ok\n\xff\xfe\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not UTF-8"), "{err}");
     let (code, out, _) = run(&["--help"], b"");
     assert_eq!(code, 0);
     assert!(out.contains("--ping-interval") && out.contains("--protocol"));

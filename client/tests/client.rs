@@ -506,6 +506,36 @@ fn keepalive_drops_a_server_that_never_answers_pings() {
     );
 }
 
+#[test]
+fn a_stopped_loop_refuses_new_connections_and_a_shutdown_closes_with_1001() {
+    let (server, _) = our_server(false, None);
+    let url = format!("ws://{}/", server.local_addr());
+    let event_loop = ClientLoop::new().unwrap();
+    let options = || ClientOptions {
+        event_loop: Some(event_loop.clone()),
+        ..ClientOptions::default()
+    };
+    let recorder = Recorder::default();
+    let ws = WebSocket::with_options(&url, recorder.clone(), options()).unwrap();
+    recorder.wait_len(1);
+    event_loop.shutdown(None);
+    let end = ws.wait(Some(WAIT)).unwrap();
+    assert_eq!(
+        (end.code, end.was_clean),
+        (1001, true),
+        "the server echoed our 1001"
+    );
+    let deadline = Instant::now() + WAIT;
+    while !event_loop.is_stopped() {
+        assert!(Instant::now() < deadline, "the loop did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(matches!(
+        WebSocket::with_options(&url, Recorder::default(), options()),
+        Err(ConnectError::LoopGone)
+    ));
+}
+
 // ----- an independent server -----
 
 #[test]

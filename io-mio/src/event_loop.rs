@@ -376,6 +376,7 @@ impl<H: Handler> EventLoop<H> {
             inner: Arc::new(HandleInner {
                 commands: Mutex::new(VecDeque::new()),
                 waker,
+                stopped: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         let event_loop = EventLoop {
@@ -437,6 +438,10 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         CURRENT_LOOP.with(|c| c.set(0));
+        self.handle
+            .inner
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
         let _ = guarded(|| self.handler.on_loop_exit());
     }
 
@@ -658,13 +663,20 @@ impl<H: Handler> EventLoop<H> {
         (conn.shared.id() == shared.id()).then_some(token)
     }
 
-    /// Applies queued commands until the queue is empty, taking them one at a time: a
-    /// callback run meanwhile (`on_open` of an adopted connection, `on_close`) applies
-    /// its connection's queued commands itself, and must find them all still queued, or
-    /// one connection's sends would be reordered. Commands the callbacks queue are
-    /// applied in the same run.
+    /// Applies the commands queued when it starts, taking them one at a time: a callback
+    /// run meanwhile (`on_open` of an adopted connection, `on_close`) applies its
+    /// connection's queued commands itself, and must find them all still queued, or one
+    /// connection's sends would be reordered. Commands queued meanwhile wait for the next
+    /// turn (the poll does not sleep then), so a producer thread cannot starve reads.
     fn run_commands(&mut self) {
-        loop {
+        let queued = self
+            .handle
+            .inner
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        for _ in 0..queued {
             let next = self
                 .handle
                 .inner
@@ -711,26 +723,31 @@ impl<H: Handler> EventLoop<H> {
         } = adoption;
         let refuse = |shared: &ConnShared| shared.set_status(Status::Closed);
         let Ok(app) = app.downcast::<H::Conn>() else {
-            debug_assert!(
-                false,
-                "adopt() was given another type than the loop's Handler::Conn"
-            );
+            // A caller's bug (another type than the loop's `Handler::Conn`): not opened.
             return refuse(&shared);
         };
-        if self.shutdown.is_some() || socket.set_nonblocking(true).is_err() {
-            // Shutting down: the connection never opens; its on_close is not owed either.
-            return refuse(&shared);
-        }
+        let nonblocking = socket.set_nonblocking(true);
         let mut socket = TcpStream::from_std(socket);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if self
-            .poll
-            .registry()
-            .register(&mut socket, Token(key), Interest::READABLE)
-            .is_err()
-        {
-            return refuse(&shared);
+        let registered = nonblocking.and_then(|()| {
+            self.poll
+                .registry()
+                .register(&mut socket, Token(key), Interest::READABLE)
+        });
+        let mut app = *app;
+        if let Err(error) = registered {
+            // The order guarantee holds even here: open, error, close (1006).
+            let mut core = Connection::client(config.protocol.clone(), Box::new(OsRandom::new()));
+            let mut errored = false;
+            let _ = guarded(|| self.handler.on_open(&mut app));
+            let error = ConnError::Io(error.to_string());
+            fail_open(&mut self.handler, &mut core, &mut app, &mut errored, error);
+            refuse(&shared);
+            if let Some(status) = core.close_status() {
+                let _ = guarded(|| self.handler.on_close(app, status));
+            }
+            return;
         }
         let remote = socket
             .peer_addr()
@@ -745,7 +762,7 @@ impl<H: Handler> EventLoop<H> {
             shared,
             phase: Phase::Open {
                 core: Box::new(core),
-                app: *app,
+                app,
             },
             http_out: Vec::new(),
             http_sent: 0,
@@ -765,6 +782,9 @@ impl<H: Handler> EventLoop<H> {
             match guarded(|| self.handler.on_open(app)) {
                 Ok(()) => self.handle.inner.apply_commands_for(&conn.shared, core),
                 Err(error) => fail_open(&mut self.handler, core, app, &mut conn.errored, error),
+            }
+            if self.shutdown.is_some() && core.state() == ConnectionState::Open {
+                let _ = core.close_with_standard_code(CloseCode::GOING_AWAY, "shutting down");
             }
         }
         // The leftover (in `unread`) and anything already in the socket are read now:
@@ -787,10 +807,8 @@ impl<H: Handler> EventLoop<H> {
             match &mut self.conns[key].phase {
                 Phase::Open { core, .. } => {
                     if core.state() == ConnectionState::Open {
-                        let _ = core.close_with_standard_code(
-                            CloseCode::GOING_AWAY,
-                            "server shutting down",
-                        );
+                        let _ =
+                            core.close_with_standard_code(CloseCode::GOING_AWAY, "shutting down");
                     }
                     self.update(key);
                 }
@@ -806,7 +824,7 @@ impl<H: Handler> EventLoop<H> {
             let conn = &mut self.conns[key];
             let _ = socket2::SockRef::from(&conn.socket).set_linger(Some(Duration::ZERO));
             if let Phase::Open { core, .. } = &mut conn.phase {
-                core.abort("the server was terminated");
+                core.abort("the event loop was terminated");
             }
             self.remove(key);
         }

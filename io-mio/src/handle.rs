@@ -104,6 +104,18 @@ impl ConnShared {
     }
 }
 
+/// The loop has stopped: [`LoopHandle::adopt`] cannot hand it a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopStopped;
+
+impl fmt::Display for LoopStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the event loop has stopped")
+    }
+}
+
+impl std::error::Error for LoopStopped {}
+
 /// True when `buffered` outgoing bytes have reached the cap: sends are refused and the
 /// loop stops reading from the connection. The one rule both sides apply.
 pub(crate) fn over_cap(buffered: usize, cap: usize) -> bool {
@@ -258,6 +270,8 @@ impl Command {
 pub(crate) struct HandleInner {
     pub(crate) commands: Mutex<VecDeque<Command>>,
     pub(crate) waker: Waker,
+    /// Set when the loop's thread has finished: nothing queued will ever be applied.
+    pub(crate) stopped: std::sync::atomic::AtomicBool,
 }
 
 thread_local! {
@@ -448,14 +462,18 @@ impl LoopHandle {
     /// state; it must be the loop's `Handler::Conn` type (anything else is dropped, and the
     /// connection with it). The status is `Connected` on return, so sends may follow at
     /// once: the loop applies commands in order, the adoption first. The loop calls
-    /// `on_open`, then decodes `leftover`.
+    /// `on_open`, then decodes `leftover`; a loop shutting down then closes it at once
+    /// (1001). Refused (the socket is dropped) when the loop has stopped.
     pub fn adopt<C: Send + 'static>(
         &self,
         socket: std::net::TcpStream,
         leftover: Vec<u8>,
         config: Arc<LoopConfig>,
         make_app: impl FnOnce(&Arc<ConnShared>) -> C,
-    ) -> Arc<ConnShared> {
+    ) -> Result<Arc<ConnShared>, LoopStopped> {
+        if self.is_stopped() {
+            return Err(LoopStopped);
+        }
         let shared = Arc::new(ConnShared::new(usize::MAX, &config));
         shared.set_status(Status::Connected);
         let app = Box::new(make_app(&shared));
@@ -466,7 +484,12 @@ impl LoopHandle {
             leftover,
             config,
         })));
-        shared
+        Ok(shared)
+    }
+
+    /// True once the loop's thread has finished: commands are no longer applied.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stopped.load(Ordering::Acquire)
     }
 
     /// Stops the loop: no new connections; every open connection gets a Close (1001).

@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 
 pub use config::{Backpressure, LoopConfig};
 pub use event_loop::EventLoop;
-pub use handle::{ConnShared, LoopHandle, Outgoing, SendError, Status};
+pub use handle::{ConnShared, LoopHandle, LoopStopped, Outgoing, SendError, Status};
 pub use handler::{ConnError, Decision, Handler};
 
 /// Binds `count` listening sockets to `addr`. With more than one they share the port
