@@ -164,7 +164,9 @@ impl fmt::Debug for WebSocket {
 impl WebSocket {
     /// Connects to `url` (`ws://host[:port]path[?query]`) with default options and returns
     /// once the opening handshake is done, or says why it could not be (see
-    /// [`ConnectError`]). `on_open` follows on the loop thread.
+    /// [`ConnectError`]). `on_open` follows on the loop thread. It blocks the calling
+    /// thread for up to the connect timeout: called from a callback, it holds up every
+    /// connection of that loop meanwhile.
     pub fn new(url: &str, handler: impl ClientHandler) -> Result<WebSocket, ConnectError> {
         Self::with_options(url, handler, ClientOptions::default())
     }
@@ -293,7 +295,14 @@ impl WebSocket {
     }
 
     /// Blocks until `on_terminate` has run (or `timeout` passed) and returns its event.
+    /// From a callback of this connection's loop it does not block (the loop could never
+    /// get there): it returns the event if already there, else `None`.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<TerminateEvent> {
+        let timeout = if self.inner.handle.is_loop_thread() {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut done = self
             .inner

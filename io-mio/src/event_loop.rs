@@ -219,11 +219,11 @@ fn feed_open<H: Handler>(
                 core.recycle(data);
                 continue;
             }
-            match guarded(|| handler.on_message(app, kind, data)) {
-                Ok(Ok(())) => inner.apply_commands_for(&conn.shared, core),
-                Ok(Err(error)) | Err(error) => {
-                    fail_open(handler, core, app, &mut conn.errored, error)
-                }
+            let outcome = guarded(|| handler.on_message(app, kind, data));
+            // What the callback sent before failing goes out before the Close.
+            inner.apply_commands_for(&conn.shared, core);
+            if let Ok(Err(error)) | Err(error) = outcome {
+                fail_open(handler, core, app, &mut conn.errored, error);
             }
         }
         match result {

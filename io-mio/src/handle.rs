@@ -487,6 +487,12 @@ impl LoopHandle {
         Ok(shared)
     }
 
+    /// True when called on this loop's own thread (from one of its callbacks), where
+    /// blocking on the loop's progress would deadlock it.
+    pub fn is_loop_thread(&self) -> bool {
+        CURRENT_LOOP.with(|c| c.get()) == self.address()
+    }
+
     /// True once the loop's thread has finished: commands are no longer applied.
     pub fn is_stopped(&self) -> bool {
         self.inner.stopped.load(Ordering::Acquire)

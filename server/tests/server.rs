@@ -61,6 +61,10 @@ impl ConnectionHandler for TestConn {
         self.recorder.push(format!("message {:?}", event.data));
         match &event.data {
             Data::Text(t) if t == "panic" => panic!("handler asked to panic"),
+            Data::Text(t) if t == "send-then-panic" => {
+                ws.send("last words").unwrap();
+                panic!("handler asked to panic after a send");
+            }
             Data::Text(t) if t == "close-4000" => ws.terminate(Some(4000), Some("bye")).unwrap(),
             Data::Text(t) if t == "from-thread" => {
                 let ws = ws.clone();
@@ -366,6 +370,11 @@ fn panicking_handler_fails_only_its_connection() {
     ws.send(Message::Text("panic".into())).unwrap();
     assert_eq!(read_close(&mut ws).0, 1011);
     f.recorder.wait_for("error 1011");
+    // What a handler sent before it panicked still goes out, before the Close.
+    let mut ws = connect(&f.server, "/");
+    ws.send(Message::Text("send-then-panic".into())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text("last words".into()));
+    assert_eq!(read_close(&mut ws).0, 1011);
     bystander.send(Message::Text("still here".into())).unwrap();
     assert_eq!(
         bystander.read().unwrap(),
