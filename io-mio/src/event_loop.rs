@@ -68,6 +68,38 @@ struct Conn<C> {
 }
 
 impl<C> Conn<C> {
+    /// A connection just accepted or adopted; `unread` holds bytes already received.
+    fn new(
+        socket: TcpStream,
+        remote: SocketAddr,
+        shared: Arc<ConnShared>,
+        config: Arc<LoopConfig>,
+        phase: Phase<C>,
+        unread: Vec<u8>,
+    ) -> Self {
+        let now = Instant::now();
+        Conn {
+            socket,
+            config,
+            remote,
+            shared,
+            phase,
+            http_out: Vec::new(),
+            http_sent: 0,
+            interest: Interest::READABLE,
+            scheduled: None,
+            accepted: now,
+            last_input: now,
+            ping_sent: None,
+            closing_since: None,
+            read_paused: false,
+            unread,
+            in_ready: false,
+            errored: false,
+            eof: false,
+        }
+    }
+
     fn pending_output(&self) -> &[u8] {
         if self.http_sent < self.http_out.len() {
             return &self.http_out[self.http_sent..];
@@ -481,27 +513,16 @@ impl<H: Handler> EventLoop<H> {
                     if registered.is_err() {
                         continue;
                     }
-                    let now = Instant::now();
-                    entry.insert(Conn {
+                    let shared = Arc::new(ConnShared::new(key, &self.config));
+                    let handshake = ServerHandshake::new(self.config.max_request_size);
+                    entry.insert(Conn::new(
                         socket,
                         remote,
-                        shared: Arc::new(ConnShared::new(key, &self.config)),
-                        config: self.config.clone(),
-                        phase: Phase::Handshake(ServerHandshake::new(self.config.max_request_size)),
-                        http_out: Vec::new(),
-                        http_sent: 0,
-                        interest: Interest::READABLE,
-                        scheduled: None,
-                        accepted: now,
-                        last_input: now,
-                        ping_sent: None,
-                        closing_since: None,
-                        read_paused: false,
-                        unread: Vec::new(),
-                        in_ready: false,
-                        errored: false,
-                        eof: false,
-                    });
+                        shared,
+                        self.config.clone(),
+                        Phase::Handshake(handshake),
+                        Vec::new(),
+                    ));
                     self.update(key);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -753,31 +774,12 @@ impl<H: Handler> EventLoop<H> {
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         shared.set_token(key);
-        let now = Instant::now();
         let core = Connection::client(config.protocol.clone(), Box::new(OsRandom::new()));
-        let conn = entry.insert(Conn {
-            socket,
-            config,
-            remote,
-            shared,
-            phase: Phase::Open {
-                core: Box::new(core),
-                app,
-            },
-            http_out: Vec::new(),
-            http_sent: 0,
-            interest: Interest::READABLE,
-            scheduled: None,
-            accepted: now,
-            last_input: now,
-            ping_sent: None,
-            closing_since: None,
-            read_paused: false,
-            unread: leftover,
-            in_ready: false,
-            errored: false,
-            eof: false,
-        });
+        let phase = Phase::Open {
+            core: Box::new(core),
+            app,
+        };
+        let conn = entry.insert(Conn::new(socket, remote, shared, config, phase, leftover));
         if let Phase::Open { core, app } = &mut conn.phase {
             match guarded(|| self.handler.on_open(app)) {
                 Ok(()) => self.handle.inner.apply_commands_for(&conn.shared, core),
