@@ -803,7 +803,12 @@ impl<H: Handler> EventLoop<H> {
             self.shutdown = Some(Some(Instant::now()));
             return self.destroy_all();
         }
-        self.shutdown = Some(timeout.map(|t| Instant::now() + t));
+        // A later shutdown may bring the deadline forward, never push it back or drop it.
+        let deadline = timeout.map(|t| Instant::now() + t);
+        self.shutdown = Some(match (self.shutdown.flatten(), deadline) {
+            (Some(earlier), Some(later)) => Some(earlier.min(later)),
+            (earlier, later) => earlier.or(later),
+        });
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             match &mut self.conns[key].phase {

@@ -480,6 +480,8 @@ fn terminate_with_timeout_forces_silent_peers() {
     wait_until("connection", || f.server.connections().len() == 1);
     let started = Instant::now();
     f.server.terminate_with_timeout(Duration::from_millis(200));
+    // A later terminate without a timeout does not cancel the deadline (regression).
+    f.server.terminate();
     assert!(f.server.wait(Some(WAIT)));
     assert!(
         started.elapsed() < Duration::from_secs(4),
