@@ -5,11 +5,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ws6455_core::handshake::Headers;
-use ws6455_core::{CloseCode, CloseStatus, MessageKind};
-use ws6455_mio::app::{Data, DataType, ErrorEvent, MessageEvent, TerminateEvent};
-use ws6455_mio::{
-    ConnError, ConnShared, EventLoop, Handler, LoopConfig, LoopHandle, SendError, Status,
-};
+use ws6455_core::{CloseStatus, MessageKind};
+use ws6455_mio::app::{ConnHandle, Data, DataType, ErrorEvent, MessageEvent, TerminateEvent};
+use ws6455_mio::{ConnError, EventLoop, Handler, LoopConfig, LoopHandle, SendError, Status};
 
 use crate::connect::{open, Offer};
 use crate::error::ConnectError;
@@ -134,8 +132,7 @@ impl ClientLoop {
 }
 
 struct Inner {
-    shared: Arc<ConnShared>,
-    handle: LoopHandle,
+    conn: ConnHandle,
     handler: Arc<dyn ClientHandler>,
     url: String,
     data_type: DataType,
@@ -207,8 +204,7 @@ impl WebSocket {
             |shared| {
                 let made = WebSocket {
                     inner: Arc::new(Inner {
-                        shared: shared.clone(),
-                        handle: event_loop.handle.clone(),
+                        conn: ConnHandle::new(shared.clone(), event_loop.handle.clone()),
                         handler,
                         url: url.to_owned(),
                         data_type,
@@ -230,7 +226,7 @@ impl WebSocket {
 
     /// The connection's identifier, unique in the process.
     pub fn id(&self) -> u64 {
-        self.inner.shared.id()
+        self.inner.conn.id()
     }
 
     /// The URL as given to [`new`](Self::new).
@@ -240,7 +236,7 @@ impl WebSocket {
 
     /// `Connected`, `Closing` or `Closed` (a `WebSocket` exists only once connected).
     pub fn status(&self) -> Status {
-        self.inner.shared.status()
+        self.inner.conn.status()
     }
 
     /// How messages are delivered (from the handler).
@@ -268,14 +264,12 @@ impl WebSocket {
     /// thread; refused when the connection is not open or its outgoing buffer is at the
     /// cap.
     pub fn send(&self, data: impl Into<Data>) -> Result<(), SendError> {
-        self.inner
-            .handle
-            .send(&self.inner.shared, data.into().into_outgoing())
+        self.inner.conn.send(data.into())
     }
 
     /// Sends a Ping with up to 125 bytes of payload.
     pub fn ping(&self, payload: &[u8]) -> Result<(), SendError> {
-        self.inner.handle.ping(&self.inner.shared, payload.to_vec())
+        self.inner.conn.ping(payload)
     }
 
     /// Starts the closing handshake: `code` 1000 (the default) or 3000-4999, `reason` at
@@ -283,22 +277,19 @@ impl WebSocket {
     /// connection then waits for the server to close TCP (RFC 6455 7.1.1), at most the
     /// close timeout, and `on_terminate` reports the outcome.
     pub fn terminate(&self, code: Option<u16>, reason: Option<&str>) -> Result<(), SendError> {
-        let code = CloseCode(code.unwrap_or(1000));
-        self.inner
-            .handle
-            .close(&self.inner.shared, code, reason.unwrap_or(""))
+        self.inner.conn.terminate(code, reason)
     }
 
     /// Outgoing bytes accepted by `send` and not yet written to the socket.
     pub fn buffered_amount(&self) -> usize {
-        self.inner.shared.buffered_amount()
+        self.inner.conn.buffered_amount()
     }
 
     /// Blocks until `on_terminate` has run (or `timeout` passed) and returns its event.
     /// From a callback of this connection's loop it does not block (the loop could never
     /// get there): it returns the event if already there, else `None`.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<TerminateEvent> {
-        let timeout = if self.inner.handle.is_loop_thread() {
+        let timeout = if self.inner.conn.loop_handle().is_loop_thread() {
             Some(Duration::ZERO)
         } else {
             timeout

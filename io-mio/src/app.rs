@@ -3,10 +3,11 @@
 //! them and what the loop sees (message bytes, close status, connection errors).
 
 use std::fmt;
+use std::sync::Arc;
 
 use ws6455_core::{CloseStatus, MessageKind};
 
-use crate::handle::Outgoing;
+use crate::handle::{ConnShared, LoopHandle, Outgoing, SendError, Status};
 use crate::handler::ConnError;
 
 /// How received messages are delivered (`data_type` in the API contract).
@@ -184,5 +185,63 @@ impl ErrorEvent {
                 component: "connection",
             }],
         }
+    }
+}
+
+/// One open connection as the application APIs (server and client) see it: its shared
+/// state and the loop that drives it. The member semantics of the API contract (send a
+/// `Data`, terminate with an optional code that defaults to 1000) live here, once.
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    shared: Arc<ConnShared>,
+    handle: LoopHandle,
+}
+
+impl ConnHandle {
+    /// The connection `shared`, driven by the loop behind `handle`.
+    pub fn new(shared: Arc<ConnShared>, handle: LoopHandle) -> Self {
+        ConnHandle { shared, handle }
+    }
+
+    /// The connection's identifier, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.shared.id()
+    }
+
+    /// `Connecting`, `Connected`, `Closing` or `Closed`.
+    pub fn status(&self) -> Status {
+        self.shared.status()
+    }
+
+    /// Outgoing bytes accepted by `send` and not yet written to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.shared.buffered_amount()
+    }
+
+    /// Sends text or an object (JSON) as a text frame, a blob as a binary frame.
+    pub fn send(&self, data: Data) -> Result<(), SendError> {
+        self.handle.send(&self.shared, data.into_outgoing())
+    }
+
+    /// Sends a Ping with up to 125 bytes of payload.
+    pub fn ping(&self, payload: &[u8]) -> Result<(), SendError> {
+        self.handle.ping(&self.shared, payload.to_vec())
+    }
+
+    /// Starts the closing handshake: `code` 1000 (the default) or 3000-4999, `reason` at
+    /// most 123 bytes of UTF-8; anything else is refused and nothing is sent.
+    pub fn terminate(&self, code: Option<u16>, reason: Option<&str>) -> Result<(), SendError> {
+        let code = ws6455_core::CloseCode(code.unwrap_or(1000));
+        self.handle.close(&self.shared, code, reason.unwrap_or(""))
+    }
+
+    /// The shared state (for frames encoded once, e.g. a broadcast).
+    pub fn shared(&self) -> &Arc<ConnShared> {
+        &self.shared
+    }
+
+    /// The loop driving the connection.
+    pub fn loop_handle(&self) -> &LoopHandle {
+        &self.handle
     }
 }

@@ -4,8 +4,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ws6455_core::CloseCode;
-use ws6455_mio::{ConnShared, LoopHandle, SendError, Status};
+use ws6455_mio::app::ConnHandle;
+use ws6455_mio::{SendError, Status};
 
 use crate::server::{ServerInner, WebSocketServer};
 use ws6455_mio::app::{Data, DataType, ErrorEvent, MessageEvent, TerminateEvent};
@@ -37,8 +37,7 @@ pub trait ConnectionHandler: Send + Sync + 'static {
 }
 
 pub(crate) struct ConnInner {
-    pub(crate) shared: Arc<ConnShared>,
-    pub(crate) handle: LoopHandle,
+    pub(crate) conn: ConnHandle,
     pub(crate) handler: Arc<dyn ConnectionHandler>,
     pub(crate) server: Arc<ServerInner>,
     pub(crate) remote_address: SocketAddr,
@@ -64,39 +63,35 @@ impl fmt::Debug for WebSocketConnection {
 impl WebSocketConnection {
     /// The connection's identifier, unique in the process.
     pub fn id(&self) -> u64 {
-        self.inner.shared.id()
+        self.inner.conn.id()
     }
 
     /// `Connecting`, `Connected`, `Closing` or `Closed`.
     pub fn status(&self) -> Status {
-        self.inner.shared.status()
+        self.inner.conn.status()
     }
 
     /// Sends text (a text frame), bytes (a binary frame) or a JSON value (a text frame of
     /// its serialisation). Works from callbacks and from any thread; refused when the
     /// connection is not open or its outgoing buffer is over the cap.
     pub fn send(&self, data: impl Into<Data>) -> Result<(), SendError> {
-        let message = data.into().into_outgoing();
-        self.inner.handle.send(&self.inner.shared, message)
+        self.inner.conn.send(data.into())
     }
 
     /// Sends a Ping with up to 125 bytes of payload.
     pub fn ping(&self, payload: &[u8]) -> Result<(), SendError> {
-        self.inner.handle.ping(&self.inner.shared, payload.to_vec())
+        self.inner.conn.ping(payload)
     }
 
     /// Closes the connection: `code` 1000 (the default) or 3000-4999, `reason` at most
     /// 123 bytes of UTF-8. Anything else is refused and nothing is sent.
     pub fn terminate(&self, code: Option<u16>, reason: Option<&str>) -> Result<(), SendError> {
-        let code = CloseCode(code.unwrap_or(1000));
-        self.inner
-            .handle
-            .close(&self.inner.shared, code, reason.unwrap_or(""))
+        self.inner.conn.terminate(code, reason)
     }
 
     /// Outgoing bytes accepted by `send` and not yet written to the socket.
     pub fn buffered_amount(&self) -> usize {
-        self.inner.shared.buffered_amount()
+        self.inner.conn.buffered_amount()
     }
 
     /// The server this connection belongs to.

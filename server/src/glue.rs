@@ -11,7 +11,7 @@ use ws6455_mio::{ConnError, ConnShared, Decision, Handler};
 use crate::connection::{ConnInner, WebSocketConnection};
 use crate::server::{ServerInner, WebSocketServer};
 use crate::types::{ConnectionEvent, Request};
-use ws6455_mio::app::{Data, Error, ErrorEvent, MessageEvent, TerminateEvent};
+use ws6455_mio::app::{ConnHandle, Data, Error, ErrorEvent, MessageEvent, TerminateEvent};
 
 /// One loop's view of the server. The slot is filled before the loop starts.
 #[derive(Clone)]
@@ -87,8 +87,7 @@ impl Handler for Glue {
             .filter(|chosen| offered.contains(&chosen.as_str()));
         let ws = WebSocketConnection {
             inner: Arc::new(ConnInner {
-                shared: shared.clone(),
-                handle: inner.loops[self.index].clone(),
+                conn: ConnHandle::new(shared.clone(), inner.loops[self.index].clone()),
                 handler,
                 server: inner.clone(),
                 remote_address: remote,

@@ -297,9 +297,9 @@ impl WebSocketServer {
             .iter()
             .filter(|ws| Some(ws.id()) != except)
             .filter(|ws| {
-                ws.inner
-                    .handle
-                    .send_frame(&ws.inner.shared, frame.clone())
+                let conn = &ws.inner.conn;
+                conn.loop_handle()
+                    .send_frame(conn.shared(), frame.clone())
                     .is_ok()
             })
             .count()
