@@ -1,9 +1,14 @@
-//! Opening a client connection on the caller's thread: resolve, connect, handshake, all
-//! within one deadline. The upgraded socket is then handed to an event loop.
+//! Opening a client connection on the caller's thread: resolve, connect, TLS handshake
+//! (`wss://`), WebSocket handshake, all within one deadline. The upgraded stream is then
+//! handed to an event loop, which drives TLS from there on without blocking.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use ws6455_mio::rustls::{self, pki_types::ServerName, ClientConfig, ClientConnection};
+use ws6455_mio::ClientStream;
 
 use ws6455_core::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, Response};
 use ws6455_core::OsRandom;
@@ -20,9 +25,9 @@ pub(crate) struct Offer<'a> {
     pub(crate) headers: &'a [(&'a str, &'a str)],
 }
 
-/// A connected, upgraded socket (blocking mode, no timeouts left set).
+/// A connected, upgraded stream (blocking mode, no timeouts left set).
 pub(crate) struct Upgraded {
-    pub(crate) socket: TcpStream,
+    pub(crate) stream: ClientStream,
     pub(crate) response: Response,
     /// Frames the server sent right after its response.
     pub(crate) leftover: Vec<u8>,
@@ -95,10 +100,107 @@ fn connect_tcp(
     }))
 }
 
-/// Connects to `url` and runs the opening handshake, all within `timeout`.
+/// The stream the opening handshake runs over (blocking, with timeouts on the socket).
+enum HandshakeStream {
+    Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl HandshakeStream {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            HandshakeStream::Tcp(socket) => socket,
+            HandshakeStream::Tls(stream) => &stream.sock,
+        }
+    }
+
+    fn stream(&mut self) -> &mut dyn ReadWrite {
+        match self {
+            HandshakeStream::Tcp(socket) => socket,
+            HandshakeStream::Tls(stream) => &mut **stream,
+        }
+    }
+
+    fn into_client_stream(self) -> ClientStream {
+        match self {
+            HandshakeStream::Tcp(socket) => ClientStream::Tcp(socket),
+            HandshakeStream::Tls(stream) => {
+                let rustls::StreamOwned { conn, sock } = *stream;
+                ClientStream::Tls(sock, Box::new(conn))
+            }
+        }
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// The rustls error inside an I/O error from a TLS stream, as a connect error: a
+/// certificate problem gets its own variant, so that "untrusted", "expired" and "wrong
+/// name" read as such.
+fn tls_error(error: io::Error, host: &str, timeout: Duration) -> ConnectError {
+    let inner = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(reason)) => ConnectError::Certificate {
+            host: host.to_owned(),
+            reason: reason.clone(),
+        },
+        Some(other) => ConnectError::Tls(other.clone()),
+        None if is_timeout(&error) => ConnectError::Timeout(timeout),
+        None => ConnectError::Io(error),
+    }
+}
+
+/// Runs the TLS handshake on `socket` to completion (blocking, within the deadline).
+fn start_tls(
+    socket: TcpStream,
+    url: &WsUrl,
+    config: Arc<ClientConfig>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<HandshakeStream, ConnectError> {
+    // SNI and certificate verification use the URL's host (a name or an IP literal).
+    let name = ServerName::try_from(url.host.clone()).map_err(|_| {
+        ConnectError::Tls(rustls::Error::General(format!(
+            "{:?} is not a valid TLS server name",
+            url.host
+        )))
+    })?;
+    let session = ClientConnection::new(config, name).map_err(ConnectError::Tls)?;
+    let mut stream = rustls::StreamOwned::new(session, socket);
+    while stream.conn.is_handshaking() {
+        let left = time_left(deadline, timeout)?;
+        stream
+            .sock
+            .set_read_timeout(Some(left))
+            .map_err(ConnectError::Io)?;
+        stream
+            .sock
+            .set_write_timeout(Some(left))
+            .map_err(ConnectError::Io)?;
+        match stream.conn.complete_io(&mut stream.sock) {
+            Ok((0, 0)) if stream.conn.is_handshaking() => {
+                return Err(ConnectError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during the TLS handshake",
+                )))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(tls_error(e, &url.host, timeout)),
+        }
+    }
+    Ok(HandshakeStream::Tls(Box::new(stream)))
+}
+
+/// Connects to `url` and runs the TLS handshake (for `wss://`, with `tls`) and the
+/// opening handshake, all within `timeout`.
 pub(crate) fn open(
     url: &WsUrl,
     offer: &Offer<'_>,
+    tls: Option<Arc<ClientConfig>>,
     timeout: Duration,
 ) -> Result<Upgraded, ConnectError> {
     let deadline = Instant::now() + timeout;
@@ -117,25 +219,28 @@ pub(crate) fn open(
         &mut request,
     )
     .map_err(|e| ConnectError::InvalidHeader(e.name))?;
-    let mut socket = connect_tcp(url, deadline, timeout)?;
-    let io_error = |e: io::Error| {
-        if is_timeout(&e) {
-            ConnectError::Timeout(timeout)
-        } else {
-            ConnectError::Io(e)
-        }
-    };
+    let socket = connect_tcp(url, deadline, timeout)?;
     let _ = socket.set_nodelay(true);
-    socket
+    let mut stream = if url.secure {
+        let config = tls.unwrap_or_else(ws6455_mio::tls::default_client_config);
+        start_tls(socket, url, config, deadline, timeout)?
+    } else {
+        HandshakeStream::Tcp(socket)
+    };
+    let io_error = |e: io::Error| tls_error(e, &url.host, timeout);
+    stream
+        .socket()
         .set_write_timeout(Some(time_left(deadline, timeout)?))
         .map_err(io_error)?;
-    socket.write_all(&request).map_err(io_error)?;
+    stream.stream().write_all(&request).map_err(io_error)?;
+    stream.stream().flush().map_err(io_error)?;
     let mut buf = [0u8; 4096];
     let response = loop {
-        socket
+        stream
+            .socket()
             .set_read_timeout(Some(time_left(deadline, timeout)?))
             .map_err(io_error)?;
-        let n = match socket.read(&mut buf) {
+        let n = match stream.stream().read(&mut buf) {
             Ok(0) => {
                 return Err(ConnectError::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -155,10 +260,16 @@ pub(crate) fn open(
             Err(e) => return Err(ConnectError::Handshake(e)),
         }
     };
-    socket.set_read_timeout(None).map_err(ConnectError::Io)?;
-    socket.set_write_timeout(None).map_err(ConnectError::Io)?;
+    stream
+        .socket()
+        .set_read_timeout(None)
+        .map_err(ConnectError::Io)?;
+    stream
+        .socket()
+        .set_write_timeout(None)
+        .map_err(ConnectError::Io)?;
     Ok(Upgraded {
-        socket,
+        stream: stream.into_client_stream(),
         response,
         leftover: handshake.leftover().to_vec(),
     })

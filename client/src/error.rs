@@ -16,8 +16,18 @@ use crate::url::UrlError;
 pub enum ConnectError {
     /// The URL is malformed or its scheme is not `ws`/`wss`.
     Url(UrlError),
-    /// `wss://` needs TLS, which this build does not have yet. Never downgraded to plain.
-    TlsNotSupported,
+    /// The server's TLS certificate was refused: not signed by a trusted root
+    /// (`UnknownIssuer`: add its CA with `ClientOptions::tls`), expired (`Expired`), or
+    /// issued for another name (`NotValidForName`).
+    Certificate {
+        /// The host the certificate was checked against.
+        host: String,
+        /// What is wrong with it.
+        reason: ws6455_mio::rustls::CertificateError,
+    },
+    /// The TLS handshake failed otherwise (no common protocol version or cipher suite, an
+    /// alert from the server, a host that is not a valid TLS server name...).
+    Tls(ws6455_mio::rustls::Error),
     /// The host name did not resolve.
     Dns {
         /// The name looked up.
@@ -66,9 +76,23 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnectError::Url(e) => e.fmt(f),
-            ConnectError::TlsNotSupported => {
-                f.write_str("wss:// (TLS) is not supported yet by this build; use ws://")
+            ConnectError::Certificate { host, reason } => {
+                use ws6455_mio::rustls::CertificateError as E;
+                let why = match reason {
+                    E::UnknownIssuer => "is not signed by a trusted root (self-signed or \
+                                         private CA? trust its CA: --ca FILE / ClientOptions::tls)"
+                        .to_owned(),
+                    E::Expired | E::ExpiredContext { .. } => "has expired".to_owned(),
+                    E::NotValidYet | E::NotValidYetContext { .. } => "is not valid yet".to_owned(),
+                    E::NotValidForName | E::NotValidForNameContext { .. } => {
+                        "was issued for another name".to_owned()
+                    }
+                    E::Revoked => "has been revoked".to_owned(),
+                    other => format!("was refused: {other}"),
+                };
+                write!(f, "the TLS certificate of {host:?} {why}")
             }
+            ConnectError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             ConnectError::Dns { host, error } => write!(f, "cannot resolve {host:?}: {error}"),
             ConnectError::Connect { addr, error } => write!(f, "cannot connect to {addr}: {error}"),
             ConnectError::Timeout(t) => write!(f, "no WebSocket connection within {t:?}"),
@@ -94,6 +118,7 @@ impl std::error::Error for ConnectError {
             ConnectError::Url(e) => Some(e),
             ConnectError::Dns { error, .. } | ConnectError::Connect { error, .. } => Some(error),
             ConnectError::Handshake(e) => Some(e),
+            ConnectError::Tls(e) => Some(e),
             ConnectError::Io(e) => Some(e),
             _ => None,
         }

@@ -21,7 +21,8 @@
 //! thread, then hands the connection to an event loop thread (one shared by every client
 //! of the process unless [`ClientOptions::event_loop`] names another), where the
 //! [`ClientHandler`] callbacks run. `send` and `terminate` work from callbacks and from
-//! any thread. `wss://` is refused with [`ConnectError::TlsNotSupported`] until TLS lands.
+//! any thread. `wss://` runs TLS (rustls) and verifies the server's certificate against
+//! Mozilla's roots, plus any CA given in [`ClientOptions::tls`].
 
 #![forbid(unsafe_code)]
 
@@ -35,4 +36,6 @@ pub use url::{UrlError, WsUrl};
 pub use websocket::{ClientHandler, ClientLoop, ClientOptions, WebSocket};
 pub use ws6455_core::handshake::Headers;
 pub use ws6455_mio::app::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
+/// TLS configuration helpers ([`ClientOptions::tls`]) and the rustls they build for.
+pub use ws6455_mio::{rustls, tls};
 pub use ws6455_mio::{Backpressure, LoopConfig, SendError, Status};

@@ -38,10 +38,14 @@ OPTIONS:
     --close-reason TEXT         the reason sent with it
     --linger SECONDS            quiet time awaited after the end of stdin [default: 0.5]
     --timeout SECONDS           connect and handshake timeout [default: 10]
+    --ca FILE                   for wss://: trust the CA certificate(s) in this PEM file
+                                besides the built-in Mozilla roots (private CA,
+                                self-signed certificate)
     -h, --help                  print this help
 
 EXAMPLES:
     ws6455-client ws://127.0.0.1:8080/ws
+    ws6455-client --ca cert.pem wss://localhost:8443/ws
     echo hello | ws6455-client -H 'Cookie: session=abc' ws://[::1]:9001/echo
 ";
 
@@ -56,6 +60,7 @@ struct Args {
     close_reason: String,
     linger: Duration,
     timeout: Duration,
+    ca: Option<std::path::PathBuf>,
 }
 
 fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
@@ -82,6 +87,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         close_reason: String::new(),
         linger: Duration::from_millis(500),
         timeout: Duration::from_secs(10),
+        ca: None,
     };
     let mut url = None;
     while let Some(arg) = args.next() {
@@ -113,6 +119,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--close-reason" => parsed.close_reason = value(&arg)?,
             "--timeout" => parsed.timeout = seconds(&arg, &value(&arg)?)?,
+            "--ca" => parsed.ca = Some(value(&arg)?.into()),
             "--linger" => {
                 let text = value(&arg)?;
                 parsed.linger = match text.as_str() {
@@ -197,8 +204,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tls = match &args.ca {
+        None => None,
+        Some(file) => match ws6455_client::tls::client_config_with_extra_roots_file(file) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("ws6455-client: --ca: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let options = ClientOptions {
         connect_timeout: args.timeout,
+        tls,
         limits: LoopConfig {
             ping_interval: args.ping_interval,
             ..LoopConfig::default()

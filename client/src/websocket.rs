@@ -68,6 +68,11 @@ pub struct ClientOptions {
     pub limits: LoopConfig,
     /// The loop that drives the connection; `None`: the process-wide shared client loop.
     pub event_loop: Option<ClientLoop>,
+    /// TLS settings for `wss://` URLs: which roots to trust, ALPN, protocol versions.
+    /// `None` (the default) verifies servers against Mozilla's root set (`webpki-roots`).
+    /// To trust a private CA or a self-signed certificate as well, use
+    /// [`ws6455_mio::tls::client_config_with_extra_roots`].
+    pub tls: Option<Arc<ws6455_mio::rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions {
@@ -76,6 +81,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             limits: LoopConfig::default(),
             event_loop: None,
+            tls: None,
         }
     }
 }
@@ -175,9 +181,6 @@ impl WebSocket {
         options: ClientOptions,
     ) -> Result<WebSocket, ConnectError> {
         let parsed = WsUrl::parse(url)?;
-        if parsed.secure {
-            return Err(ConnectError::TlsNotSupported);
-        }
         let event_loop = match options.event_loop {
             Some(event_loop) => event_loop,
             None => ClientLoop::shared()?,
@@ -194,11 +197,11 @@ impl WebSocket {
             subprotocols: &protocols,
             headers: &headers,
         };
-        let upgraded = open(&parsed, &offer, options.connect_timeout)?;
+        let upgraded = open(&parsed, &offer, options.tls, options.connect_timeout)?;
         let data_type = handler.data_type();
         let mut ws = None;
         let adopted = event_loop.handle.adopt(
-            upgraded.socket,
+            upgraded.stream,
             upgraded.leftover,
             Arc::new(options.limits),
             |shared| {

@@ -5,7 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,8 @@ use crate::handle::{
     over_cap, Adoption, Command, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP,
 };
 use crate::handler::{ConnError, Decision, Handler};
+use crate::transport::ClientStream;
+use crate::transport::Transport;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
@@ -40,7 +42,7 @@ enum Phase<C> {
 }
 
 struct Conn<C> {
-    socket: TcpStream,
+    transport: Transport,
     /// Limits and timeouts: the loop's for accepted connections, the client's own for
     /// adopted ones.
     config: Arc<LoopConfig>,
@@ -70,7 +72,7 @@ struct Conn<C> {
 impl<C> Conn<C> {
     /// A connection just accepted or adopted; `unread` holds bytes already received.
     fn new(
-        socket: TcpStream,
+        transport: Transport,
         remote: SocketAddr,
         shared: Arc<ConnShared>,
         config: Arc<LoopConfig>,
@@ -79,7 +81,7 @@ impl<C> Conn<C> {
     ) -> Self {
         let now = Instant::now();
         Conn {
-            socket,
+            transport,
             config,
             remote,
             shared,
@@ -101,13 +103,7 @@ impl<C> Conn<C> {
     }
 
     fn pending_output(&self) -> &[u8] {
-        if self.http_sent < self.http_out.len() {
-            return &self.http_out[self.http_sent..];
-        }
-        match &self.phase {
-            Phase::Open { core, .. } => core.pending_output(),
-            _ => &[],
-        }
+        pending_output(&self.http_out, self.http_sent, &self.phase)
     }
 
     fn consume_output(&mut self, n: usize) {
@@ -130,15 +126,22 @@ impl<C> Conn<C> {
         self.http_out.len() - self.http_sent + core
     }
 
+    /// Nothing is left to write, at any layer.
+    fn drained(&self) -> bool {
+        self.pending_output().is_empty() && !self.transport.has_buffered()
+    }
+
     /// Writes until the socket would block or nothing is pending.
     fn flush(&mut self) -> io::Result<()> {
         loop {
-            let pending = self.pending_output();
+            if !self.transport.flush()? {
+                return Ok(());
+            }
+            let pending = pending_output(&self.http_out, self.http_sent, &self.phase);
             if pending.is_empty() {
                 return Ok(());
             }
-            // `Write` for `&TcpStream`: the socket is shared, `pending` borrows `self`.
-            match (&self.socket).write(pending) {
+            match self.transport.write(pending) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -175,6 +178,17 @@ impl<C> Conn<C> {
                 }
             }
         }
+    }
+}
+
+/// The bytes a connection has for its peer: the HTTP answer first, then frames.
+fn pending_output<'a, C>(http_out: &'a [u8], http_sent: usize, phase: &'a Phase<C>) -> &'a [u8] {
+    if http_sent < http_out.len() {
+        return &http_out[http_sent..];
+    }
+    match phase {
+        Phase::Open { core, .. } => core.pending_output(),
+        _ => &[],
     }
 }
 
@@ -360,6 +374,8 @@ pub struct EventLoop<H: Handler> {
     handler: H,
     handle: LoopHandle,
     config: Arc<LoopConfig>,
+    /// TLS for accepted connections.
+    tls: Option<Arc<rustls::ServerConfig>>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     ready: VecDeque<usize>,
     read_buf: Vec<u8>,
@@ -384,17 +400,35 @@ impl<H: Handler> EventLoop<H> {
         config: Arc<LoopConfig>,
     ) -> io::Result<(Self, LoopHandle)> {
         listener.set_nonblocking(true)?;
-        Self::build(Some(TcpListener::from_std(listener)), handler, config)
+        Self::build(Some(TcpListener::from_std(listener)), None, handler, config)
+    }
+
+    /// A loop serving `listener` over TLS: every accepted connection starts with a TLS
+    /// handshake, which counts toward [`LoopConfig::handshake_timeout`].
+    pub fn with_tls(
+        listener: std::net::TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        handler: H,
+        config: Arc<LoopConfig>,
+    ) -> io::Result<(Self, LoopHandle)> {
+        listener.set_nonblocking(true)?;
+        Self::build(
+            Some(TcpListener::from_std(listener)),
+            Some(tls),
+            handler,
+            config,
+        )
     }
 
     /// A loop without a listener: it drives the connections handed to it with
     /// [`LoopHandle::adopt`] (clients), and runs until shut down.
     pub fn unbound(handler: H, config: Arc<LoopConfig>) -> io::Result<(Self, LoopHandle)> {
-        Self::build(None, handler, config)
+        Self::build(None, None, handler, config)
     }
 
     fn build(
         mut listener: Option<TcpListener>,
+        tls: Option<Arc<rustls::ServerConfig>>,
         handler: H,
         config: Arc<LoopConfig>,
     ) -> io::Result<(Self, LoopHandle)> {
@@ -418,6 +452,7 @@ impl<H: Handler> EventLoop<H> {
             handler,
             handle: handle.clone(),
             config,
+            tls,
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             read_buf: vec![0; READ_BUFFER],
@@ -513,10 +548,19 @@ impl<H: Handler> EventLoop<H> {
                     if registered.is_err() {
                         continue;
                     }
+                    let transport = match &self.tls {
+                        None => Transport::plain(socket),
+                        Some(tls) => match rustls::ServerConnection::new(tls.clone()) {
+                            Ok(session) => Transport::tls(socket, session.into()),
+                            // Only a configuration rustls rejects fails here: every
+                            // connection would; the socket is closed.
+                            Err(_) => continue,
+                        },
+                    };
                     let shared = Arc::new(ConnShared::new(key, &self.config));
                     let handshake = ServerHandshake::new(self.config.max_request_size);
                     entry.insert(Conn::new(
-                        socket,
+                        transport,
                         remote,
                         shared,
                         self.config.clone(),
@@ -554,7 +598,7 @@ impl<H: Handler> EventLoop<H> {
                 feed(&mut self.handler, &self.handle.inner, conn, &unread);
                 continue;
             }
-            match conn.socket.read(&mut self.read_buf) {
+            match conn.transport.read(&mut self.read_buf) {
                 Ok(0) => {
                     conn.eof = true;
                     if let Phase::Open { core, .. } = &mut conn.phase {
@@ -602,13 +646,16 @@ impl<H: Handler> EventLoop<H> {
         }
         let finished = match &conn.phase {
             Phase::Handshake(_) => conn.eof,
-            Phase::Responding => conn.pending_output().is_empty() || conn.eof,
+            Phase::Responding => conn.drained() || conn.eof,
             Phase::Open { core, .. } => {
-                core.should_close_transport()
+                (core.should_close_transport() && conn.drained())
                     || (conn.eof && core.state() == ConnectionState::Closed)
             }
         };
         if finished {
+            // A TLS session ends with close_notify, so that the peer can tell our end
+            // from a truncation.
+            conn.transport.close_notify();
             return self.remove(key);
         }
         if let Phase::Open { core, .. } = &conn.phase {
@@ -639,7 +686,7 @@ impl<H: Handler> EventLoop<H> {
                 self.ready.push_back(key);
             }
         }
-        let wanted = if unwritten > 0 {
+        let wanted = if unwritten > 0 || conn.transport.has_buffered() {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
@@ -648,7 +695,7 @@ impl<H: Handler> EventLoop<H> {
             if let Err(error) =
                 self.poll
                     .registry()
-                    .reregister(&mut conn.socket, Token(key), wanted)
+                    .reregister(conn.transport.socket_mut(), Token(key), wanted)
             {
                 return self.fail_io(key, error);
             }
@@ -667,7 +714,7 @@ impl<H: Handler> EventLoop<H> {
             return;
         }
         let mut conn = self.conns.remove(key);
-        let _ = self.poll.registry().deregister(&mut conn.socket);
+        let _ = self.poll.registry().deregister(conn.transport.socket_mut());
         conn.shared.set_status(Status::Closed);
         conn.shared.set_unwritten(0);
         if let Phase::Open { mut core, app } = conn.phase {
@@ -736,7 +783,7 @@ impl<H: Handler> EventLoop<H> {
     /// decodes what followed the handshake response.
     fn adopt(&mut self, adoption: Adoption) {
         let Adoption {
-            socket,
+            stream,
             shared,
             app,
             leftover,
@@ -746,6 +793,10 @@ impl<H: Handler> EventLoop<H> {
         let Ok(app) = app.downcast::<H::Conn>() else {
             // A caller's bug (another type than the loop's `Handler::Conn`): not opened.
             return refuse(&shared);
+        };
+        let (socket, session) = match stream {
+            ClientStream::Tcp(socket) => (socket, None),
+            ClientStream::Tls(socket, session) => (socket, Some(session)),
         };
         let nonblocking = socket.set_nonblocking(true);
         let mut socket = TcpStream::from_std(socket);
@@ -779,7 +830,13 @@ impl<H: Handler> EventLoop<H> {
             core: Box::new(core),
             app,
         };
-        let conn = entry.insert(Conn::new(socket, remote, shared, config, phase, leftover));
+        let transport = match session {
+            None => Transport::plain(socket),
+            Some(session) => Transport::tls(socket, (*session).into()),
+        };
+        let conn = entry.insert(Conn::new(
+            transport, remote, shared, config, phase, leftover,
+        ));
         if let Phase::Open { core, app } = &mut conn.phase {
             match guarded(|| self.handler.on_open(app)) {
                 Ok(()) => self.handle.inner.apply_commands_for(&conn.shared, core),
@@ -829,7 +886,8 @@ impl<H: Handler> EventLoop<H> {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             let conn = &mut self.conns[key];
-            let _ = socket2::SockRef::from(&conn.socket).set_linger(Some(Duration::ZERO));
+            let socket = conn.transport.socket_mut();
+            let _ = socket2::SockRef::from(&*socket).set_linger(Some(Duration::ZERO));
             if let Phase::Open { core, .. } = &mut conn.phase {
                 core.abort("the event loop was terminated");
             }

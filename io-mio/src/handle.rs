@@ -208,7 +208,7 @@ pub(crate) enum Command {
 
 /// What [`LoopHandle::adopt`] hands to the loop.
 pub(crate) struct Adoption {
-    pub(crate) socket: std::net::TcpStream,
+    pub(crate) stream: crate::ClientStream,
     pub(crate) shared: Arc<ConnShared>,
     /// The application state: the loop's `Handler::Conn`, boxed to cross the queue.
     pub(crate) app: Box<dyn std::any::Any + Send>,
@@ -457,7 +457,7 @@ impl LoopHandle {
     }
 
     /// Hands the loop a connection that was opened and upgraded elsewhere (a client's:
-    /// TCP connected, handshake done on the caller's thread), with `config` as its limits
+    /// TCP connected, TLS and WebSocket handshakes done on the caller's thread), with `config` as its limits
     /// and timeouts. `make_app` builds the application state from the connection's shared
     /// state; it must be the loop's `Handler::Conn` type (anything else is dropped, and the
     /// connection with it). The status is `Connected` on return, so sends may follow at
@@ -466,7 +466,7 @@ impl LoopHandle {
     /// (1001). Refused (the socket is dropped) when the loop has stopped.
     pub fn adopt<C: Send + 'static>(
         &self,
-        socket: std::net::TcpStream,
+        stream: crate::ClientStream,
         leftover: Vec<u8>,
         config: Arc<LoopConfig>,
         make_app: impl FnOnce(&Arc<ConnShared>) -> C,
@@ -478,7 +478,7 @@ impl LoopHandle {
         shared.set_status(Status::Connected);
         let app = Box::new(make_app(&shared));
         self.push(Command::Adopt(Box::new(Adoption {
-            socket,
+            stream,
             shared: shared.clone(),
             app,
             leftover,

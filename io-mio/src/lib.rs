@@ -23,6 +23,8 @@ mod config;
 mod event_loop;
 mod handle;
 mod handler;
+pub mod tls;
+mod transport;
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,6 +35,8 @@ pub use config::{Backpressure, LoopConfig};
 pub use event_loop::EventLoop;
 pub use handle::{ConnShared, LoopHandle, LoopStopped, Outgoing, SendError, Status};
 pub use handler::{ConnError, Decision, Handler};
+pub use rustls;
+pub use transport::ClientStream;
 
 /// Binds `count` listening sockets to `addr`. With more than one they share the port
 /// through `SO_REUSEPORT` and the kernel spreads connections over them. Port 0 picks one

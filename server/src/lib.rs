@@ -39,4 +39,6 @@ pub use server::{ServerHandler, ServerOptions, WebSocketServer};
 pub use types::{ConnectionEvent, HttpResponse, Request};
 pub use ws6455_core::handshake::Headers;
 pub use ws6455_mio::app::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
+/// TLS configuration helpers ([`ServerOptions::tls`]) and the rustls they build for.
+pub use ws6455_mio::{rustls, tls};
 pub use ws6455_mio::{Backpressure, LoopConfig, SendError, Status};

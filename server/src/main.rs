@@ -25,6 +25,9 @@ OPTIONS:
     --threads N              event loop threads sharing the port [default: 1]
     --max-message-size BYTES largest message accepted [default: 67108864]
     --log LEVEL              error | warn | info | debug [default: info]
+    --tls-cert FILE          serve wss:// (and https:// for the chat page) with this PEM
+                             certificate chain (end-entity certificate first)
+    --tls-key FILE           the PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
     -h, --help               print this help
 
 Ctrl-C or SIGTERM closes every connection with 1001 and exits.
@@ -55,6 +58,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut mode = Mode::Chat;
     let mut path = None;
     let mut level = Level::Info;
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -106,9 +110,19 @@ fn parse_args() -> Result<Option<Args>, String> {
                     }
                 }
             }
+            "--tls-cert" => tls_cert = Some(std::path::PathBuf::from(value()?)),
+            "--tls-key" => tls_key = Some(std::path::PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    options.tls = match (tls_cert, tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(
+            ws6455_server::tls::server_config_from_pem_files(&cert, &key)
+                .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
+        ),
+        _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+    };
     options.path = match (mode, path) {
         (_, Some(path)) => Some(path),
         (Mode::Chat, None) => Some("/ws".to_owned()),
@@ -163,16 +177,19 @@ impl ServerHandler for App {
     }
 
     fn on_open(&self, server: &WebSocketServer) {
+        let (http, ws) = if server.is_tls() {
+            ("https", "wss")
+        } else {
+            ("http", "ws")
+        };
+        let addr = server.local_addr();
         match self.mode {
             Mode::Chat => self.log.at(Level::Info, || {
-                format!(
-                    "chat on http://{0}/ (WebSocket at ws://{0}/ws)",
-                    server.local_addr()
-                )
+                format!("chat on {http}://{addr}/ (WebSocket at {ws}://{addr}/ws)")
             }),
-            Mode::Echo => self.log.at(Level::Info, || {
-                format!("echo server on ws://{}/", server.local_addr())
-            }),
+            Mode::Echo => self
+                .log
+                .at(Level::Info, || format!("echo server on {ws}://{addr}/")),
         }
     }
 

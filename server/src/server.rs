@@ -79,6 +79,11 @@ pub struct ServerOptions {
     pub threads: usize,
     /// Limits, timeouts and backpressure.
     pub limits: LoopConfig,
+    /// Serve `wss://` (and `https://` for plain HTTP answers): every connection starts with
+    /// a TLS handshake, which counts toward `limits.handshake_timeout`. Build it with
+    /// [`ws6455_mio::tls::server_config_from_pem_files`] or its siblings (PEM in memory,
+    /// DER). `None` (the default) serves plain `ws://`.
+    pub tls: Option<Arc<ws6455_mio::rustls::ServerConfig>>,
 }
 
 impl Default for ServerOptions {
@@ -90,6 +95,7 @@ impl Default for ServerOptions {
             subprotocols: Vec::new(),
             threads: 1,
             limits: LoopConfig::default(),
+            tls: None,
         }
     }
 }
@@ -164,7 +170,10 @@ impl WebSocketServer {
         let mut handles = Vec::new();
         for (index, listener) in listeners.into_iter().enumerate() {
             let glue = Glue::new(slot.clone(), index);
-            let (event_loop, handle) = EventLoop::new(listener, glue, config.clone())?;
+            let (event_loop, handle) = match &options.tls {
+                None => EventLoop::new(listener, glue, config.clone())?,
+                Some(tls) => EventLoop::with_tls(listener, tls.clone(), glue, config.clone())?,
+            };
             loops.push(event_loop);
             handles.push(handle);
         }
@@ -223,6 +232,11 @@ impl WebSocketServer {
     /// The path pattern served; `None` means every path.
     pub fn path(&self) -> Option<&str> {
         self.inner.options.path.as_deref()
+    }
+
+    /// True when the server speaks TLS (`wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.inner.options.tls.is_some()
     }
 
     /// The address the server is bound to (with the real port when 0 was asked).
