@@ -1,7 +1,7 @@
 """Loads interop/browser.html in headless Chromium and waits (bounded, real time) for
 its verdict, read through the DevTools protocol. Exit 0 on PASS.
 
-usage: browser_run.py CHROMIUM PAGE_URL [TIMEOUT_SECONDS]
+usage: browser_run.py CHROMIUM PAGE_URL [TIMEOUT_SECONDS [BROWSER_FLAG...]]
 """
 import asyncio
 import json
@@ -56,7 +56,8 @@ def main():
     with tempfile.TemporaryDirectory() as profile:
         chrome = subprocess.Popen(
             [browser, "--headless", "--no-sandbox", "--disable-gpu",
-             f"--remote-debugging-port={port}", f"--user-data-dir={profile}", page],
+             f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
+             *sys.argv[4:], page],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             text = asyncio.run(verdict(page_target(port, deadline), deadline))

@@ -88,11 +88,12 @@ impl From<serde_json::Value> for Data {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     /// For connection errors, the close code sent (1002, 1007, 1009, 1011), or 1006 when
-    /// the connection was dropped; for server errors, the HTTP status answered.
+    /// the connection was dropped; for server errors, the HTTP status answered, or 1015
+    /// when a TLS handshake failed.
     pub code: u16,
     /// What happened.
     pub message: String,
-    /// Which component raised it: `"connection"`, `"handshake"`, `"server"`.
+    /// Which component raised it: `"connection"`, `"handshake"`, `"tls"`, `"server"`.
     pub component: &'static str,
 }
 

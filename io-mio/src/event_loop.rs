@@ -620,6 +620,13 @@ impl<H: Handler> EventLoop<H> {
     fn fail_io(&mut self, key: usize, error: io::Error) {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.eof = true;
+            if let Some(tls) = error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+            {
+                let remote = conn.remote;
+                let _ = guarded(|| self.handler.on_tls_error(tls, remote));
+            }
             if let Phase::Open { core, app } = &mut conn.phase {
                 if core.state() != ConnectionState::Closed {
                     fail_open(

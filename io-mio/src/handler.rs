@@ -113,6 +113,13 @@ pub trait Handler: Clone + Send + 'static {
         let _ = (error, remote);
     }
 
+    /// A TLS handshake with `remote` failed (no common version or cipher, a certificate
+    /// the client refused, plaintext on a TLS port...); the connection is closed. For
+    /// logging: nothing reached the WebSocket layer.
+    fn on_tls_error(&mut self, error: &rustls::Error, remote: SocketAddr) {
+        let _ = (error, remote);
+    }
+
     /// The connection is open.
     fn on_open(&mut self, conn: &mut Self::Conn);
 

@@ -126,6 +126,12 @@ impl Handler for Glue {
         self.server_error(error.status(), format!("{remote}: {error}"), "handshake");
     }
 
+    fn on_tls_error(&mut self, error: &ws6455_mio::rustls::Error, remote: SocketAddr) {
+        // 1015 is RFC 6455's status for "the TLS handshake failed" (never sent on the wire).
+        let message = format!("{remote}: TLS handshake failed: {error}");
+        self.server_error(1015, message, "tls");
+    }
+
     fn on_open(&mut self, ws: &mut WebSocketConnection) {
         ws.inner.handler.clone().on_open(ws);
     }

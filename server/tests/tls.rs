@@ -24,9 +24,21 @@ impl ConnectionHandler for Echo {
     }
 }
 
-struct EchoServer;
+/// Echoes; records the server's errors.
+#[derive(Default)]
+struct EchoServer {
+    errors: std::sync::Mutex<Vec<String>>,
+}
 
-impl ServerHandler for EchoServer {
+/// The handler given to the server: a handle on the shared [`EchoServer`].
+struct EchoServerRef(Arc<EchoServer>);
+
+impl ServerHandler for EchoServerRef {
+    fn on_error(&self, _: &WebSocketServer, event: ErrorEvent) {
+        let mut errors = self.0.errors.lock().unwrap();
+        errors.extend(event.errors.iter().map(|e| e.to_string()));
+    }
+
     fn on_connection(
         &self,
         _: &WebSocketServer,
@@ -41,8 +53,8 @@ impl ServerHandler for EchoServer {
 }
 
 /// A TLS echo server on a free port of 127.0.0.1 with a certificate for `localhost` and
-/// 127.0.0.1 signed by a fresh CA; returns the server and that CA.
-fn start(handshake_timeout: Duration) -> (WebSocketServer, pki::Ca) {
+/// 127.0.0.1 signed by a fresh CA; returns the server, that CA and the server's errors.
+fn start(handshake_timeout: Duration) -> (WebSocketServer, pki::Ca, Arc<EchoServer>) {
     let ca = pki::Ca::new();
     let leaf = ca.issue(&["localhost", "127.0.0.1"], false);
     let mut options = ServerOptions {
@@ -51,7 +63,9 @@ fn start(handshake_timeout: Duration) -> (WebSocketServer, pki::Ca) {
         ..ServerOptions::default()
     };
     options.limits.handshake_timeout = handshake_timeout;
-    (WebSocketServer::new(EchoServer, options).unwrap(), ca)
+    let record = Arc::new(EchoServer::default());
+    let server = WebSocketServer::new(EchoServerRef(record.clone()), options).unwrap();
+    (server, ca, record)
 }
 
 type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
@@ -67,7 +81,7 @@ fn tls_connect(server: &WebSocketServer, ca: &pki::Ca, name: &str) -> TlsStream 
 
 #[test]
 fn independent_client_echoes_over_tls() {
-    let (server, ca) = start(Duration::from_secs(10));
+    let (server, ca, _) = start(Duration::from_secs(10));
     let url = format!("wss://localhost:{}/", server.local_addr().port());
     let (mut ws, response) = tungstenite::client(url, tls_connect(&server, &ca, "localhost"))
         .expect("TLS + WebSocket handshake");
@@ -107,7 +121,7 @@ fn independent_client_echoes_over_tls() {
 
 #[test]
 fn plain_http_answers_are_served_over_tls_too() {
-    let (server, ca) = start(Duration::from_secs(10));
+    let (server, ca, _) = start(Duration::from_secs(10));
     let mut stream = tls_connect(&server, &ca, "127.0.0.1");
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -141,7 +155,7 @@ fn read_until_closed(mut socket: TcpStream) -> (Duration, Vec<u8>) {
 
 #[test]
 fn a_client_stalling_in_the_tls_handshake_is_cut_off() {
-    let (server, ca) = start(Duration::from_millis(300));
+    let (server, ca, _) = start(Duration::from_millis(300));
     // Silent after connecting.
     let silent = TcpStream::connect(server.local_addr()).unwrap();
     // Half a ClientHello: a real one, cut short.
@@ -168,7 +182,7 @@ fn a_client_stalling_in_the_tls_handshake_is_cut_off() {
 
 #[test]
 fn plaintext_on_the_tls_port_is_refused_at_once() {
-    let (server, _ca) = start(Duration::from_secs(10));
+    let (server, _ca, record) = start(Duration::from_secs(10));
     let mut socket = TcpStream::connect(server.local_addr()).unwrap();
     socket
         .write_all(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n")
@@ -177,5 +191,10 @@ fn plaintext_on_the_tls_port_is_refused_at_once() {
     // Not left to the 10 s handshake timeout; a TLS alert record (type 21) says why.
     assert!(took < Duration::from_secs(3), "closed after {took:?}");
     assert_eq!(received.first(), Some(&21), "{received:?}");
+    // The server's on_error hears of it with RFC 6455's code for a failed TLS handshake.
+    let errors = record.errors.lock().unwrap().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("[tls] 127.0.0.1:"), "{errors:?}");
+    assert!(errors[0].ends_with("(1015)"), "{errors:?}");
     server.terminate();
 }
