@@ -379,6 +379,9 @@ pub struct EventLoop<H: Handler> {
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     ready: VecDeque<usize>,
     read_buf: Vec<u8>,
+    /// TLS records read from a socket before rustls decrypts them into `read_buf`;
+    /// allocated on the first TLS read.
+    tls_buf: Vec<u8>,
     /// Set once shutting down; holds the deadline after which connections are destroyed.
     shutdown: Option<Option<Instant>>,
 }
@@ -456,6 +459,7 @@ impl<H: Handler> EventLoop<H> {
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             read_buf: vec![0; READ_BUFFER],
+            tls_buf: Vec::new(),
             shutdown: None,
         };
         Ok((event_loop, handle))
@@ -598,7 +602,7 @@ impl<H: Handler> EventLoop<H> {
                 feed(&mut self.handler, &self.handle.inner, conn, &unread);
                 continue;
             }
-            match conn.transport.read(&mut self.read_buf) {
+            match conn.transport.read(&mut self.read_buf, &mut self.tls_buf) {
                 Ok(0) => {
                     conn.eof = true;
                     if let Phase::Open { core, .. } = &mut conn.phase {

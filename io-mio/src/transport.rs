@@ -9,12 +9,80 @@ use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
 
-/// Plaintext handed to rustls per write: the rest stays in the core's output buffer,
-/// where backpressure accounting sees it.
-const TLS_WRITE_CHUNK: usize = 64 << 10;
+/// Plaintext handed to rustls per write (16 records, one `writev`): the rest stays in
+/// the core's output buffer, where backpressure accounting sees it.
+const TLS_WRITE_CHUNK: usize = 256 << 10;
 /// Socket reads per `read` call that may yield no plaintext (handshake records, empty
 /// records) before the caller gets its turn back.
 const TLS_READS_PER_CALL: usize = 8;
+/// The largest TLS record on the wire: 16 KiB of plaintext, 2 KiB of expansion (TLS 1.2
+/// allows that much), a 5-byte header.
+const MAX_TLS_RECORD: usize = 16384 + 2048 + 5;
+/// The smallest socket read for TLS, whatever the caller's buffer.
+const MIN_TLS_READ: usize = 4096;
+
+/// What rustls had decrypted.
+enum Drained {
+    /// This many bytes (0: none yet).
+    Bytes(usize),
+    /// The stream has ended (close_notify, or the TCP stream ended).
+    End,
+}
+
+/// Moves the application bytes rustls holds into `buf`.
+fn drain_plaintext(tls: &mut rustls::Connection, buf: &mut [u8]) -> Drained {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match tls.reader().read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Drained::End,
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            // WouldBlock: nothing more decrypted. UnexpectedEof: the TCP stream ended
+            // without close_notify; for the WebSocket above an end like any other (its
+            // own Close frame says whether the end was clean, and a truncation cannot
+            // forge one). Other errors are not returned by rustls' reader.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && filled == 0 => {
+                return Drained::End
+            }
+            Err(_) => break,
+        }
+    }
+    Drained::Bytes(filled)
+}
+
+/// Hands `records` to rustls, processes them and moves the decrypted bytes into `buf`;
+/// returns how many. Records that do not fit (only when `buf` is full) go to `pending`.
+fn feed(
+    tls: &mut rustls::Connection,
+    socket: &mut TcpStream,
+    records: &[u8],
+    buf: &mut [u8],
+    pending: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let mut rest = records;
+    let mut filled = 0;
+    // Never an empty read: rustls would take it for the end of the stream.
+    while !rest.is_empty() {
+        if filled == buf.len() {
+            pending.extend_from_slice(rest);
+            break;
+        }
+        tls.read_tls(&mut rest)?;
+        if let Err(error) = tls.process_new_packets() {
+            // rustls has queued an alert saying why: send it, best effort.
+            let _ = Transport::write_records(tls, socket);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+        }
+        // Handshake answers, key updates: sent now, or when the socket is writable.
+        Transport::write_records(tls, socket)?;
+        match drain_plaintext(tls, &mut buf[filled..]) {
+            Drained::Bytes(n) => filled += n,
+            // close_notify: what follows it is ignored, as TLS requires.
+            Drained::End => break,
+        }
+    }
+    Ok(filled)
+}
 
 /// A client's connected stream whose opening handshake is done: what
 /// [`crate::LoopHandle::adopt`] takes. Blocking mode is fine; the loop switches it.
@@ -40,6 +108,9 @@ impl ClientStream {
 pub(crate) struct Transport {
     socket: TcpStream,
     tls: Option<Box<rustls::Connection>>,
+    /// TLS records read but not yet handed to rustls (only when the caller's buffer
+    /// filled up first); empty, and unallocated, otherwise.
+    pending: Vec<u8>,
 }
 
 fn would_block() -> io::Error {
@@ -49,7 +120,11 @@ fn would_block() -> io::Error {
 impl Transport {
     /// Plain TCP.
     pub(crate) fn plain(socket: TcpStream) -> Self {
-        Transport { socket, tls: None }
+        Transport {
+            socket,
+            tls: None,
+            pending: Vec::new(),
+        }
     }
 
     /// TLS over `socket`; the session may still be handshaking.
@@ -57,6 +132,7 @@ impl Transport {
         Transport {
             socket,
             tls: Some(Box::new(tls)),
+            pending: Vec::new(),
         }
     }
 
@@ -68,31 +144,47 @@ impl Transport {
     /// Reads application bytes into `buf`. `Ok(0)` is the end of the stream (TCP FIN, or
     /// TLS close_notify). `Interrupted` means "call again": TLS records were processed
     /// without producing application bytes yet, and the socket may hold more.
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    ///
+    /// TLS reads the socket into `scratch` (a buffer the loop lends to all its TLS
+    /// connections) in large reads and hands the records to rustls from there: rustls'
+    /// own socket reads are 4 KiB at a time, which costs a system call per 4 KiB.
+    pub(crate) fn read(&mut self, buf: &mut [u8], scratch: &mut Vec<u8>) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.socket.read(buf);
         };
+        // Decrypted bytes rustls holds, then records kept from an earlier call.
+        let mut filled = match drain_plaintext(tls, buf) {
+            Drained::Bytes(n) => n,
+            Drained::End => return Ok(0),
+        };
+        if filled == 0 && !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            filled = feed(tls, &mut self.socket, &pending, buf, &mut self.pending)?;
+        }
+        if filled > 0 {
+            return Ok(filled);
+        }
+        // Room for the plaintext of what is read plus a record begun in an earlier read:
+        // then everything read is handed to rustls at once.
+        let limit = buf.len().saturating_sub(MAX_TLS_RECORD).max(MIN_TLS_READ);
+        if scratch.len() < limit {
+            scratch.resize(limit, 0);
+        }
         for _ in 0..TLS_READS_PER_CALL {
-            match tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The TCP stream ended without close_notify: for the WebSocket above, an
-                // end of stream like any other (its own Close frame says whether the end
-                // was clean; a truncation attack cannot forge one).
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
+            let n = self.socket.read(&mut scratch[..limit])?;
+            if n == 0 {
+                // rustls learns of the end from an empty read: a stream cut short
+                // without close_notify, or inside a record, is reported as such.
+                tls.read_tls(&mut io::empty())?;
+                return match drain_plaintext(tls, buf) {
+                    Drained::Bytes(n) => Ok(n),
+                    Drained::End => Ok(0),
+                };
             }
-            match tls.read_tls(&mut self.socket) {
-                Ok(_) => {}
-                Err(e) => return Err(e),
+            let filled = feed(tls, &mut self.socket, &scratch[..n], buf, &mut self.pending)?;
+            if filled > 0 {
+                return Ok(filled);
             }
-            if let Err(error) = tls.process_new_packets() {
-                // rustls has queued an alert saying why: send it, best effort.
-                let _ = Self::write_records(tls, &mut self.socket);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
-            }
-            // Handshake answers, key updates: sent now, or when the socket is writable.
-            Self::write_records(tls, &mut self.socket)?;
         }
         Err(io::ErrorKind::Interrupted.into())
     }
