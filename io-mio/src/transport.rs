@@ -51,14 +51,15 @@ fn drain_plaintext(tls: &mut rustls::Connection, buf: &mut [u8]) -> Drained {
 }
 
 /// Hands `records` to rustls, processes them and moves the decrypted bytes into `buf`;
-/// returns how many. Records that do not fit (only when `buf` is full) go to `pending`.
+/// says how many, or that close_notify came before any. Records that do not fit (only
+/// when `buf` is full) go to `pending`.
 fn feed(
     tls: &mut rustls::Connection,
     socket: &mut TcpStream,
     records: &[u8],
     buf: &mut [u8],
     pending: &mut Vec<u8>,
-) -> io::Result<usize> {
+) -> io::Result<Drained> {
     let mut rest = records;
     let mut filled = 0;
     // Never an empty read: rustls would take it for the end of the stream.
@@ -77,11 +78,13 @@ fn feed(
         Transport::write_records(tls, socket)?;
         match drain_plaintext(tls, &mut buf[filled..]) {
             Drained::Bytes(n) => filled += n,
-            // close_notify: what follows it is ignored, as TLS requires.
+            // close_notify: what follows it is ignored, as TLS requires; the end is
+            // reported now if nothing precedes it, else by the next read.
+            Drained::End if filled == 0 => return Ok(Drained::End),
             Drained::End => break,
         }
     }
-    Ok(filled)
+    Ok(Drained::Bytes(filled))
 }
 
 /// A client's connected stream whose opening handshake is done: what
@@ -159,7 +162,10 @@ impl Transport {
         };
         if filled == 0 && !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
-            filled = feed(tls, &mut self.socket, &pending, buf, &mut self.pending)?;
+            filled = match feed(tls, &mut self.socket, &pending, buf, &mut self.pending)? {
+                Drained::Bytes(n) => n,
+                Drained::End => return Ok(0),
+            };
         }
         if filled > 0 {
             return Ok(filled);
@@ -181,9 +187,10 @@ impl Transport {
                     Drained::End => Ok(0),
                 };
             }
-            let filled = feed(tls, &mut self.socket, &scratch[..n], buf, &mut self.pending)?;
-            if filled > 0 {
-                return Ok(filled);
+            match feed(tls, &mut self.socket, &scratch[..n], buf, &mut self.pending)? {
+                Drained::Bytes(0) => {}
+                Drained::Bytes(n) => return Ok(n),
+                Drained::End => return Ok(0),
             }
         }
         Err(io::ErrorKind::Interrupted.into())

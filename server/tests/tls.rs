@@ -198,3 +198,27 @@ fn plaintext_on_the_tls_port_is_refused_at_once() {
     assert!(errors[0].ends_with("(1015)"), "{errors:?}");
     server.terminate();
 }
+
+#[test]
+fn close_notify_from_a_client_that_keeps_tcp_open_ends_the_connection() {
+    // Regression: a close_notify that arrived with no application bytes before it was
+    // swallowed, and the connection lingered until the handshake timeout.
+    let (server, ca, _) = start(Duration::from_secs(10));
+    let mut stream = tls_connect(&server, &ca, "localhost");
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).unwrap();
+    }
+    stream.conn.send_close_notify();
+    stream.conn.complete_io(&mut stream.sock).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    // The server answers with its own close_notify and closes: a clean end of stream.
+    stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    server.terminate();
+}
