@@ -100,20 +100,48 @@ fn connect_tcp(
     }))
 }
 
-/// The stream the opening handshake runs over (blocking, with timeouts on the socket).
+/// The socket during the handshakes: every read and write gets the time left until the
+/// deadline, so that a server trickling bytes cannot stretch the connect timeout (rustls
+/// reads in a loop inside one call, and a socket timeout restarts with every read).
+struct DeadlineSocket {
+    socket: TcpStream,
+    deadline: Instant,
+}
+
+impl DeadlineSocket {
+    fn time_left(&self) -> io::Result<Duration> {
+        self.deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .ok_or_else(|| io::ErrorKind::TimedOut.into())
+    }
+}
+
+impl Read for DeadlineSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.socket.set_read_timeout(Some(self.time_left()?))?;
+        self.socket.read(buf)
+    }
+}
+
+impl Write for DeadlineSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.socket.set_write_timeout(Some(self.time_left()?))?;
+        self.socket.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.socket.flush()
+    }
+}
+
+/// The stream the opening handshake runs over.
 enum HandshakeStream {
-    Tcp(TcpStream),
-    Tls(Box<rustls::StreamOwned<ClientConnection, TcpStream>>),
+    Tcp(DeadlineSocket),
+    Tls(Box<rustls::StreamOwned<ClientConnection, DeadlineSocket>>),
 }
 
 impl HandshakeStream {
-    fn socket(&self) -> &TcpStream {
-        match self {
-            HandshakeStream::Tcp(socket) => socket,
-            HandshakeStream::Tls(stream) => &stream.sock,
-        }
-    }
-
     fn stream(&mut self) -> &mut dyn ReadWrite {
         match self {
             HandshakeStream::Tcp(socket) => socket,
@@ -121,14 +149,18 @@ impl HandshakeStream {
         }
     }
 
-    fn into_client_stream(self) -> ClientStream {
-        match self {
-            HandshakeStream::Tcp(socket) => ClientStream::Tcp(socket),
+    /// The stream for the event loop, with no timeouts left set on the socket.
+    fn into_client_stream(self) -> io::Result<ClientStream> {
+        let stream = match self {
+            HandshakeStream::Tcp(socket) => ClientStream::Tcp(socket.socket),
             HandshakeStream::Tls(stream) => {
                 let rustls::StreamOwned { conn, sock } = *stream;
-                ClientStream::Tls(sock, Box::new(conn))
+                ClientStream::Tls(sock.socket, Box::new(conn))
             }
-        }
+        };
+        stream.socket().set_read_timeout(None)?;
+        stream.socket().set_write_timeout(None)?;
+        Ok(stream)
     }
 }
 
@@ -153,12 +185,11 @@ fn tls_error(error: io::Error, host: &str, timeout: Duration) -> ConnectError {
     }
 }
 
-/// Runs the TLS handshake on `socket` to completion (blocking, within the deadline).
+/// Runs the TLS handshake on `socket` to completion (blocking, within its deadline).
 fn start_tls(
-    socket: TcpStream,
+    socket: DeadlineSocket,
     url: &WsUrl,
     config: Arc<ClientConfig>,
-    deadline: Instant,
     timeout: Duration,
 ) -> Result<HandshakeStream, ConnectError> {
     // SNI and certificate verification use the URL's host (a name or an IP literal).
@@ -171,24 +202,15 @@ fn start_tls(
     let session = ClientConnection::new(config, name).map_err(ConnectError::Tls)?;
     let mut stream = rustls::StreamOwned::new(session, socket);
     while stream.conn.is_handshaking() {
-        let left = time_left(deadline, timeout)?;
-        stream
-            .sock
-            .set_read_timeout(Some(left))
-            .map_err(ConnectError::Io)?;
-        stream
-            .sock
-            .set_write_timeout(Some(left))
-            .map_err(ConnectError::Io)?;
         match stream.conn.complete_io(&mut stream.sock) {
-            Ok((0, 0)) if stream.conn.is_handshaking() => {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 return Err(ConnectError::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the server closed the connection during the TLS handshake",
                 )))
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(tls_error(e, &url.host, timeout)),
         }
     }
@@ -221,25 +243,18 @@ pub(crate) fn open(
     .map_err(|e| ConnectError::InvalidHeader(e.name))?;
     let socket = connect_tcp(url, deadline, timeout)?;
     let _ = socket.set_nodelay(true);
+    let socket = DeadlineSocket { socket, deadline };
     let mut stream = if url.secure {
         let config = tls.unwrap_or_else(ws6455_mio::tls::default_client_config);
-        start_tls(socket, url, config, deadline, timeout)?
+        start_tls(socket, url, config, timeout)?
     } else {
         HandshakeStream::Tcp(socket)
     };
     let io_error = |e: io::Error| tls_error(e, &url.host, timeout);
-    stream
-        .socket()
-        .set_write_timeout(Some(time_left(deadline, timeout)?))
-        .map_err(io_error)?;
     stream.stream().write_all(&request).map_err(io_error)?;
     stream.stream().flush().map_err(io_error)?;
     let mut buf = [0u8; 4096];
     let response = loop {
-        stream
-            .socket()
-            .set_read_timeout(Some(time_left(deadline, timeout)?))
-            .map_err(io_error)?;
         let n = match stream.stream().read(&mut buf) {
             Ok(0) => {
                 return Err(ConnectError::Io(io::Error::new(
@@ -260,16 +275,8 @@ pub(crate) fn open(
             Err(e) => return Err(ConnectError::Handshake(e)),
         }
     };
-    stream
-        .socket()
-        .set_read_timeout(None)
-        .map_err(ConnectError::Io)?;
-    stream
-        .socket()
-        .set_write_timeout(None)
-        .map_err(ConnectError::Io)?;
     Ok(Upgraded {
-        stream: stream.into_client_stream(),
+        stream: stream.into_client_stream().map_err(ConnectError::Io)?,
         response,
         leftover: handshake.leftover().to_vec(),
     })

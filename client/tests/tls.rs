@@ -273,3 +273,36 @@ fn cli_trusts_the_ca_given_with_dash_dash_ca() {
     let _ = std::fs::remove_dir_all(&dir);
     server.terminate();
 }
+
+#[test]
+fn a_server_trickling_the_tls_handshake_cannot_stretch_the_connect_timeout() {
+    // Regression: rustls reads in a loop within one call and a socket timeout restarts at
+    // each read, so one byte every 100 ms kept the connect going past its timeout.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("wss://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    let trickler = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 1024];
+        let _ = socket.read(&mut hello);
+        // The header of a 16 KiB handshake record, then its body a byte at a time
+        // (bounded: 100 bytes, 10 s).
+        let _ = socket.write_all(&[0x16, 0x03, 0x03, 0x40, 0x00]);
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(100));
+            if socket.write_all(&[0]).is_err() {
+                break;
+            }
+        }
+    });
+    let options = ClientOptions {
+        connect_timeout: Duration::from_millis(500),
+        ..ClientOptions::default()
+    };
+    let started = Instant::now();
+    let error = WebSocket::with_options(&url, Recorder::default(), options).unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(error, ConnectError::Timeout(_)), "{error:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    trickler.join().unwrap();
+}

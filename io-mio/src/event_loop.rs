@@ -558,7 +558,10 @@ impl<H: Handler> EventLoop<H> {
                             Ok(session) => Transport::tls(socket, session.into()),
                             // Only a configuration rustls rejects fails here: every
                             // connection would; the socket is closed.
-                            Err(_) => continue,
+                            Err(error) => {
+                                let _ = guarded(|| self.handler.on_tls_error(&error, remote));
+                                continue;
+                            }
                         },
                     };
                     let shared = Arc::new(ConnShared::new(key, &self.config));
@@ -624,10 +627,11 @@ impl<H: Handler> EventLoop<H> {
     fn fail_io(&mut self, key: usize, error: io::Error) {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.eof = true;
-            if let Some(tls) = error
+            // After the handshake a TLS failure is the connection's error, reported below.
+            let tls = error
                 .get_ref()
-                .and_then(|e| e.downcast_ref::<rustls::Error>())
-            {
+                .and_then(|e| e.downcast_ref::<rustls::Error>());
+            if let (Some(tls), Phase::Handshake(_)) = (tls, &conn.phase) {
                 let remote = conn.remote;
                 let _ = guarded(|| self.handler.on_tls_error(tls, remote));
             }

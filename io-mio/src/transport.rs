@@ -74,8 +74,9 @@ fn feed(
             let _ = Transport::write_records(tls, socket);
             return Err(io::Error::new(io::ErrorKind::InvalidData, error));
         }
-        // Handshake answers, key updates: sent now, or when the socket is writable.
-        Transport::write_records(tls, socket)?;
+        // Handshake answers, key updates: sent now, or when the socket is writable. A
+        // write error must not discard what was just decrypted: the next flush reports it.
+        let _ = Transport::write_records(tls, socket);
         match drain_plaintext(tls, &mut buf[filled..]) {
             Drained::Bytes(n) => filled += n,
             // close_notify: what follows it is ignored, as TLS requires; the end is
@@ -131,7 +132,10 @@ impl Transport {
     }
 
     /// TLS over `socket`; the session may still be handshaking.
-    pub(crate) fn tls(socket: TcpStream, tls: rustls::Connection) -> Self {
+    pub(crate) fn tls(socket: TcpStream, mut tls: rustls::Connection) -> Self {
+        // rustls takes at most 64 KiB per write by default. We hand it plaintext only
+        // when it holds nothing, so this limit is what it ever holds.
+        tls.set_buffer_limit(Some(TLS_WRITE_CHUNK));
         Transport {
             socket,
             tls: Some(Box::new(tls)),

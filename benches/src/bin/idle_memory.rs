@@ -1,7 +1,7 @@
 //! Load test: the server's memory per idle WebSocket connection.
 //!
 //!     cargo build --release -p ws6455-server -p ws6455-benches
-//!     target/release/idle_memory [CONNECTIONS] [SERVER_BINARY]   # default 10000
+//!     target/release/idle_memory [CONNECTIONS] [SERVER_BINARY] [--tls]   # default 10000
 //!
 //! Starts `ws6455-server --mode echo` on a free port of 127.0.0.1 as a child process, opens
 //! CONNECTIONS WebSocket connections to it (plain blocking sockets, so the client's memory
@@ -10,7 +10,8 @@
 //! handshake; and again after every connection echoed one 64 KiB message (to show that
 //! buffers are released once a connection is idle again). Needs `ulimit -n` above
 //! CONNECTIONS + 100 for both processes. Kernel socket buffers are not counted: VmRSS is
-//! the process's own memory.
+//! the process's own memory. With `--tls` the server serves wss:// with a self-signed
+//! certificate made here, and every connection is TLS (rustls on the client side too).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -47,8 +48,12 @@ fn rss_bytes(pid: u32) -> u64 {
     kib * 1024
 }
 
+/// A connection of the test: plain TCP or TLS.
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
 /// Reads until `needle` has arrived (bounded by the socket's read timeout).
-fn read_until(stream: &mut TcpStream, needle: &[u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
+fn read_until(stream: &mut dyn Stream, needle: &[u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
     buf.clear();
     let mut chunk = [0u8; 4096];
     while !buf.windows(needle.len()).any(|w| w == needle) {
@@ -61,7 +66,7 @@ fn read_until(stream: &mut TcpStream, needle: &[u8], buf: &mut Vec<u8>) -> std::
     Ok(())
 }
 
-fn read_exact_len(stream: &mut TcpStream, len: usize) -> std::io::Result<()> {
+fn read_exact_len(stream: &mut dyn Stream, len: usize) -> std::io::Result<()> {
     let mut left = len;
     let mut chunk = vec![0u8; 64 * 1024];
     while left > 0 {
@@ -99,6 +104,27 @@ fn main() {
     let binary = args
         .next()
         .unwrap_or_else(|| "target/release/ws6455-server".into());
+    let tls = args.next().as_deref() == Some("--tls");
+    let dir = std::env::temp_dir().join(format!("ws6455-idle-{}", std::process::id()));
+    let mut tls_args = Vec::new();
+    let mut client_config = None;
+    if tls {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("cert.pem"), certified.cert.pem()).expect("write cert");
+        std::fs::write(dir.join("key.pem"), certified.key_pair.serialize_pem()).expect("key");
+        tls_args = vec![
+            "--tls-cert".to_owned(),
+            dir.join("cert.pem").display().to_string(),
+            "--tls-key".to_owned(),
+            dir.join("key.pem").display().to_string(),
+        ];
+        client_config = Some(
+            ws6455_client::tls::client_config_with_extra_roots(certified.cert.pem().as_bytes())
+                .expect("client config"),
+        );
+    }
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -114,6 +140,7 @@ fn main() {
                 "--log",
                 "warn",
             ])
+            .args(&tls_args)
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}")),
@@ -123,13 +150,23 @@ fn main() {
     let before = settled_rss(pid);
 
     let started = Instant::now();
-    let mut streams = Vec::with_capacity(count);
+    let mut streams: Vec<Box<dyn Stream>> = Vec::with_capacity(count);
     let mut buf = Vec::new();
     for i in 0..count {
-        let connected = TcpStream::connect(addr).and_then(|mut s| {
+        let connected = TcpStream::connect(addr).and_then(|s| {
             s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut s: Box<dyn Stream> = match &client_config {
+                None => Box::new(s),
+                Some(config) => {
+                    let name = "localhost".try_into().expect("server name");
+                    let session =
+                        ws6455_client::rustls::ClientConnection::new(config.clone(), name)
+                            .map_err(std::io::Error::other)?;
+                    Box::new(ws6455_client::rustls::StreamOwned::new(session, s))
+                }
+            };
             s.write_all(REQUEST)?;
-            read_until(&mut s, b"\r\n\r\n", &mut buf)?;
+            read_until(&mut *s, b"\r\n\r\n", &mut buf)?;
             Ok(s)
         });
         match connected {
@@ -161,14 +198,15 @@ fn main() {
     for stream in &mut streams {
         stream.write_all(&frame).expect("send");
         // The unmasked echo: 2 + 8 header bytes (64-bit length) + the payload.
-        read_exact_len(stream, 10 + MESSAGE_SIZE).expect("echo");
+        read_exact_len(&mut **stream, 10 + MESSAGE_SIZE).expect("echo");
         stream.write_all(&small).expect("send");
-        read_exact_len(stream, 2 + 100).expect("echo");
+        read_exact_len(&mut **stream, 2 + 100).expect("echo");
     }
     let after_traffic = settled_rss(pid);
 
     let per = |rss: u64| (rss.saturating_sub(before)) as f64 / count as f64;
-    println!("connections:                        {count} (opened in {open_time:.2?})");
+    let kind = if tls { "TLS" } else { "plain" };
+    println!("connections:                        {count} {kind} (opened in {open_time:.2?})");
     println!("server RSS before:                  {} KiB", before / 1024);
     println!(
         "server RSS, all idle after handshake: {} KiB = {:.0} bytes per connection",
@@ -181,4 +219,5 @@ fn main() {
         per(after_traffic)
     );
     drop(streams);
+    let _ = std::fs::remove_dir_all(&dir);
 }
