@@ -3,7 +3,8 @@
 
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::decoder::{FrameDecoder, FramePart};
-use crate::encoder::encode_frame;
+use crate::deflate::{DeflateCodec, DeflateConfig, DeflateParams, InflateError};
+use crate::encoder::{encode_frame, encode_frame_with_rsv};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use crate::mask::{apply_mask, extend_unmasked};
@@ -157,6 +158,10 @@ pub struct Connection {
     frame: Option<CurrentFrame>,
     /// The data message being assembled (set from its first frame to its last).
     message: Option<MessageKind>,
+    /// That message is compressed (RSV1 on its first frame).
+    compressed: bool,
+    /// permessage-deflate, once negotiated.
+    deflate: Option<Box<DeflateCodec>>,
     message_len: u64,
     message_data: Vec<u8>,
     utf8: Utf8Validator,
@@ -209,6 +214,8 @@ impl Connection {
             failure: None,
             frame: None,
             message: None,
+            compressed: false,
+            deflate: None,
             message_len: 0,
             message_data: Vec::new(),
             utf8: Utf8Validator::new(),
@@ -219,6 +226,25 @@ impl Connection {
             out_sent: 0,
             random,
         }
+    }
+
+    /// Turns on permessage-deflate with the parameters agreed in the opening handshake
+    /// ([`DeflateConfig::accept_offers`] on a server, [`DeflateConfig::check_response`]
+    /// on a client); `config` gives the local threshold and level. Call it before any
+    /// input or output.
+    pub fn enable_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) {
+        self.decoder.allow_rsv(0b100);
+        self.deflate = Some(Box::new(DeflateCodec::new(
+            params,
+            self.role == Role::Server,
+            config.threshold,
+            config.level,
+        )));
+    }
+
+    /// True when permessage-deflate is on.
+    pub fn deflate_enabled(&self) -> bool {
+        self.deflate.is_some()
     }
 
     // ----- getters -----
@@ -332,9 +358,13 @@ impl Connection {
         }
     }
 
-    /// Frees the recycled buffer and a drained output buffer: for idle connections.
+    /// Frees the recycled buffer, a drained output buffer, and compression state that
+    /// no context needs (no_context_takeover): for idle connections.
     pub fn release_memory(&mut self) {
         self.spare = Vec::new();
+        if let (Some(codec), None) = (&mut self.deflate, self.message) {
+            codec.release();
+        }
         if !self.wants_write() {
             self.out = Vec::new();
             self.out_sent = 0;
@@ -483,19 +513,36 @@ impl Connection {
         what: &'static str,
     ) -> Result<(), SendError> {
         self.require_open(what)?;
+        match &mut self.deflate {
+            Some(codec) if data.len() >= codec.threshold => {
+                let mut compressed = Vec::new();
+                codec.compress(data, &mut compressed);
+                self.queue_message(opcode, 0b100, &compressed);
+            }
+            _ => self.queue_message(opcode, 0, data),
+        }
+        Ok(())
+    }
+
+    /// Frames a message's payload (fragmented per the config); `rsv` goes on the first
+    /// frame only.
+    fn queue_message(&mut self, opcode: OpCode, rsv: u8, data: &[u8]) {
         let size = self.config.fragment_size.unwrap_or(usize::MAX).max(1);
         if data.len() <= size {
             let mask = self.next_mask();
-            encode_frame(&mut self.out, true, opcode, data, mask);
-            return Ok(());
+            encode_frame_with_rsv(&mut self.out, true, rsv, opcode, data, mask);
+            return;
         }
         let count = data.len().div_ceil(size);
         for (i, piece) in data.chunks(size).enumerate() {
-            let op = if i == 0 { opcode } else { OpCode::Continuation };
+            let (op, rsv) = if i == 0 {
+                (opcode, rsv)
+            } else {
+                (OpCode::Continuation, 0)
+            };
             let mask = self.next_mask();
-            encode_frame(&mut self.out, i + 1 == count, op, piece, mask);
+            encode_frame_with_rsv(&mut self.out, i + 1 == count, rsv, op, piece, mask);
         }
-        Ok(())
     }
 
     fn send_control(
@@ -545,11 +592,18 @@ impl Connection {
 
     fn on_header(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
         let discarding = matches!(self.state, State::LocalClosing);
+        let rsv1 = header.rsv & 0b100 != 0;
+        // The decoder lets RSV1 through only once deflate is on; then it belongs on the
+        // first frame of a data message only (RFC 7692 section 6.1).
+        if rsv1 && !matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+            return Err(ProtocolError::MisplacedCompressionBit);
+        }
         let keep = match header.opcode {
             OpCode::Text | OpCode::Binary => {
                 if self.message.is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
+                self.compressed = rsv1;
                 self.message = Some(if header.opcode == OpCode::Text {
                     MessageKind::Text
                 } else {
@@ -608,7 +662,9 @@ impl Connection {
             }
             return Ok(());
         }
-        if frame.keep {
+        if frame.keep && self.compressed {
+            self.inflate_payload(data, header.mask, offset)?;
+        } else if frame.keep {
             let text = self.message == Some(MessageKind::Text);
             let key = header.mask.unwrap_or([0; 4]);
             for (i, slice) in data.chunks(UNMASK_SLICE).enumerate() {
@@ -631,9 +687,55 @@ impl Connection {
         Ok(())
     }
 
+    /// Unmasks a compressed payload piece into a stack buffer and inflates it onto the
+    /// message, validating inflated text as it comes.
+    fn inflate_payload(
+        &mut self,
+        data: &[u8],
+        mask: Option<[u8; 4]>,
+        offset: u64,
+    ) -> Result<(), ProtocolError> {
+        const PIECE: usize = 4096;
+        let Some(codec) = &mut self.deflate else {
+            return Err(ProtocolError::MisplacedCompressionBit);
+        };
+        let text = self.message == Some(MessageKind::Text);
+        let max = self.config.max_message_size;
+        let mut piece = [0u8; PIECE];
+        for (i, chunk) in data.chunks(PIECE).enumerate() {
+            let piece = &mut piece[..chunk.len()];
+            piece.copy_from_slice(chunk);
+            if let Some(key) = mask {
+                apply_mask(piece, key, offset + (i * PIECE) as u64);
+            }
+            let start = self.message_data.len();
+            codec
+                .inflate(piece, &mut self.message_data, max)
+                .map_err(|e| inflate_error(e, max))?;
+            if text && self.utf8.feed(&self.message_data[start..]).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+        }
+        Ok(())
+    }
+
     fn finish_message(&mut self, keep: bool) -> Result<(), ProtocolError> {
         let kind = self.message.take();
         self.message_len = 0;
+        if std::mem::take(&mut self.compressed) && keep {
+            if let Some(codec) = &mut self.deflate {
+                let max = self.config.max_message_size;
+                let start = self.message_data.len();
+                codec
+                    .finish_message(&mut self.message_data, max)
+                    .map_err(|e| inflate_error(e, max))?;
+                if kind == Some(MessageKind::Text)
+                    && self.utf8.feed(&self.message_data[start..]).is_err()
+                {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+            }
+        }
         let utf8 = self.utf8.finish();
         match (keep, kind) {
             (true, Some(kind)) => {
@@ -706,6 +808,13 @@ pub fn parse_close_payload(payload: &[u8]) -> Result<CloseFrame, ProtocolError> 
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn inflate_error(error: InflateError, max: u64) -> ProtocolError {
+    match error {
+        InflateError::Corrupt => ProtocolError::InvalidCompressedData,
+        InflateError::TooLarge(size) => ProtocolError::MessageTooLarge { size, max },
+    }
+}
+
 fn truncate_utf8(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;

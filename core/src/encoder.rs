@@ -15,9 +15,22 @@ pub fn encode_frame(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
+    encode_frame_with_rsv(out, fin, 0, opcode, payload, mask);
+}
+
+/// [`encode_frame`] with RSV bits (`rsv` as the low 3 bits, RSV1 = 0b100), for a
+/// negotiated extension: RSV1 marks the first frame of a compressed message.
+pub fn encode_frame_with_rsv(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
     let header = FrameHeader {
         fin,
-        rsv: 0,
+        rsv: rsv & 0x07,
         opcode,
         mask,
         payload_len: payload.len() as u64,

@@ -44,7 +44,13 @@ pub enum ProtocolError {
         /// The configured limit.
         max: u64,
     },
-    /// A message longer than the configured maximum message size.
+    /// RSV1 (compression) on a frame where permessage-deflate does not allow it: a control
+    /// frame, a continuation frame, or any frame when it was not negotiated.
+    MisplacedCompressionBit,
+    /// A compressed message whose data is not valid DEFLATE.
+    InvalidCompressedData,
+    /// A message longer than the configured maximum message size (after inflation, for a
+    /// compressed message).
     MessageTooLarge {
         /// The message size reached (or announced) so far.
         size: u64,
@@ -58,7 +64,9 @@ impl ProtocolError {
     /// errors are mapped to close codes.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             ProtocolError::FrameTooLarge { .. } | ProtocolError::MessageTooLarge { .. } => {
                 CloseCode::TOO_BIG
             }
@@ -75,7 +83,8 @@ impl ProtocolError {
             | ProtocolError::ExpectedContinuation
             | ProtocolError::ClosePayloadTooShort
             | ProtocolError::InvalidCloseCode(_)
-            | ProtocolError::InvalidCloseReason => CloseCode::PROTOCOL_ERROR,
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::MisplacedCompressionBit => CloseCode::PROTOCOL_ERROR,
         }
     }
 }
@@ -109,6 +118,12 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
             ProtocolError::InvalidCloseReason => f.write_str("close reason is not valid UTF-8"),
             ProtocolError::InvalidUtf8 => f.write_str("text message is not valid UTF-8"),
+            ProtocolError::MisplacedCompressionBit => {
+                f.write_str("RSV1 set on a frame that cannot be compressed")
+            }
+            ProtocolError::InvalidCompressedData => {
+                f.write_str("compressed message is not valid DEFLATE data")
+            }
             ProtocolError::FrameTooLarge { size, max } => {
                 write!(f, "frame of {size} bytes exceeds the limit of {max}")
             }

@@ -17,6 +17,7 @@
 //! | [`utf8`] | incremental UTF-8 validation |
 //! | [`close`] | close codes and who may send them |
 //! | [`connection`] | [`Connection`]: messages, ping/pong, the closing handshake |
+//! | [`deflate`] | permessage-deflate (RFC 7692): negotiation and the per-connection codec |
 //! | [`error`] | typed errors and the one mapping from errors to close codes |
 //!
 //! A server reads the request with [`handshake::ServerHandshake`], validates it with
@@ -29,6 +30,7 @@
 pub mod close;
 pub mod connection;
 pub mod decoder;
+pub mod deflate;
 pub mod encoder;
 pub mod error;
 pub mod frame;
@@ -39,6 +41,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{CloseStatus, Config, Connection, ConnectionState, Event, MessageKind};
+pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{ProtocolError, SendError};
 #[cfg(feature = "os-random")]
 pub use random::OsRandom;

@@ -9,8 +9,8 @@ use ws6455_core::handshake::{
     accept_response, validate_upgrade, ClientHandshake, ClientRequest, ServerHandshake,
 };
 use ws6455_core::{
-    CloseCode, CloseFrame, Config, Connection, ConnectionState, Event, FixedRandom, MessageKind,
-    ProtocolError, Role, SendError,
+    CloseCode, CloseFrame, Config, Connection, ConnectionState, DeflateConfig, DeflateParams,
+    Event, FixedRandom, MessageKind, ProtocolError, Role, SendError,
 };
 
 /// A client and a server wired together in memory, like quinn-proto's test `Pair`.
@@ -49,6 +49,53 @@ impl Pair {
             client_events: Vec::new(),
             server_events: Vec::new(),
         }
+    }
+
+    /// Like [`connect`](Self::connect), with permessage-deflate offered by the client and
+    /// accepted by the server through the real negotiation code. Returns the parameters
+    /// both ends agreed on (`None` when the server declined).
+    fn connect_deflate(
+        config: Config,
+        client: &DeflateConfig,
+        server: &DeflateConfig,
+    ) -> (Pair, Option<DeflateParams>) {
+        let mut request = Vec::new();
+        let mut random = FixedRandom::new(&[2, 7, 1, 8, 2, 8, 1, 8]);
+        let offer = client.offer();
+        let mut client_hs = ClientHandshake::new(
+            &ClientRequest {
+                host: "localhost",
+                resource: "/",
+                extensions: &[&offer],
+                ..Default::default()
+            },
+            &mut random,
+            8192,
+            &mut request,
+        )
+        .unwrap();
+        let mut server_hs = ServerHandshake::new(16384);
+        let parsed = server_hs.receive_data(&request).unwrap().unwrap();
+        validate_upgrade(&parsed).unwrap();
+        let accepted = server.accept_offers(&parsed.extensions());
+        let mut response = Vec::new();
+        let answer = accepted.as_ref().map(|(_, answer)| answer.as_str());
+        accept_response(&parsed, None, answer, &[], &mut response).unwrap();
+        let response = client_hs.receive_data(&response).unwrap().unwrap();
+        let client_params = client.check_response(&response.extensions).unwrap();
+        let server_params = accepted.map(|(params, _)| params);
+        assert_eq!(client_params, server_params, "both ends agree");
+        let mut pair = Pair {
+            client: Connection::client(config.clone(), Box::new(random)),
+            server: Connection::server(config),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+        };
+        if let Some(params) = &server_params {
+            pair.client.enable_deflate(params, client);
+            pair.server.enable_deflate(params, server);
+        }
+        (pair, server_params)
     }
 
     /// Moves bytes both ways, `chunk` bytes per delivery, until nothing is pending.
@@ -513,6 +560,62 @@ proptest! {
         prop_assert_eq!(received, &expected);
     }
 
+    /// permessage-deflate with every parameter combination both ends can ask for: the
+    /// negotiation agrees, and every message (compressible or not, fragmented or not,
+    /// under or over the threshold, any chunking, both directions, several in a row so
+    /// that context takeover matters) arrives exactly as sent.
+    #[test]
+    fn deflate_round_trips_with_every_parameter(
+        messages in proptest::collection::vec(deflate_message_strategy(), 1..6),
+        server_nct in any::<bool>(), client_nct in any::<bool>(),
+        ask_server_nct in any::<bool>(), ask_client_nct in any::<bool>(),
+        server_bits in 8u8..=15, client_bits in 8u8..=15,
+        ask_server_bits in 8u8..=15, ask_client_bits in 8u8..=15,
+        threshold in 0usize..64, level in 0u32..=9,
+        fragment in proptest::option::of(1usize..700),
+        chunk in 1usize..300,
+        from_client in any::<bool>(),
+    ) {
+        let server = DeflateConfig {
+            server_no_context_takeover: server_nct,
+            client_no_context_takeover: client_nct,
+            server_max_window_bits: server_bits,
+            client_max_window_bits: client_bits,
+            threshold,
+            level,
+        };
+        let client = DeflateConfig {
+            server_no_context_takeover: ask_server_nct,
+            client_no_context_takeover: ask_client_nct,
+            server_max_window_bits: ask_server_bits,
+            client_max_window_bits: ask_client_bits,
+            threshold,
+            level,
+        };
+        let config = Config { fragment_size: fragment, ..Config::default() };
+        let (mut pair, params) = Pair::connect_deflate(config, &client, &server);
+        // Our client always offers client_max_window_bits, so our server always accepts.
+        let params = params.expect("negotiated");
+        prop_assert!(params.server_max_window_bits <= server_bits.min(ask_server_bits));
+        prop_assert!(params.client_max_window_bits <= client_bits.min(ask_client_bits));
+        prop_assert_eq!(params.server_no_context_takeover, server_nct || ask_server_nct);
+        let sender = if from_client { &mut pair.client } else { &mut pair.server };
+        for (is_text, data) in &messages {
+            if *is_text {
+                sender.send_text(std::str::from_utf8(data).unwrap()).unwrap();
+            } else {
+                sender.send_binary(data).unwrap();
+            }
+        }
+        pair.drive(chunk);
+        let received = if from_client { &pair.server_events } else { &pair.client_events };
+        let expected: Vec<Event> = messages.iter().map(|(is_text, data)| Event::Message {
+            kind: if *is_text { MessageKind::Text } else { MessageKind::Binary },
+            data: data.clone(),
+        }).collect();
+        prop_assert_eq!(received, &expected);
+    }
+
     /// Arbitrary bytes never panic the server, and whatever it sends is a valid close.
     #[test]
     fn arbitrary_input_never_panics(input in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -526,4 +629,137 @@ proptest! {
             prop_assert!(code.is_valid_on_wire());
         }
     }
+}
+
+/// Messages for the deflate round trip: repetitive text (compresses, and refers back to
+/// earlier messages under context takeover), random bytes (does not compress), empty.
+fn deflate_message_strategy() -> impl Strategy<Value = (bool, Vec<u8>)> {
+    prop_oneof![
+        ("[a-c é]{0,40}", 0usize..60).prop_map(|(s, n)| (true, s.repeat(n).into_bytes())),
+        proptest::collection::vec(any::<u8>(), 0..3000).prop_map(|v| (false, v)),
+        Just((true, Vec::new())),
+    ]
+}
+
+fn deflate_server(config: Config) -> Connection {
+    let params = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    let mut server = Connection::server(config);
+    server.enable_deflate(&params, &DeflateConfig::default());
+    server
+}
+
+/// A masked frame with the given RSV bits.
+fn masked_rsv(opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    ws6455_core::encoder::encode_frame_with_rsv(
+        &mut out,
+        fin,
+        rsv,
+        opcode,
+        payload,
+        Some([9, 8, 7, 6]),
+    );
+    out
+}
+
+#[test]
+fn deflate_compresses_on_the_wire_and_only_above_the_threshold() {
+    let mut server = deflate_server(Config::default());
+    let text = "the same words again and again, ".repeat(100);
+    server.send_text(&text).unwrap();
+    let out = server.pending_output();
+    assert_eq!(out[0], 0xc1, "FIN, RSV1 and text: one compressed frame");
+    assert!(out[1] < 126 && out.len() == 2 + out[1] as usize, "{out:?}");
+    assert!(out.len() < text.len() / 20, "{}", out.len());
+    let n = server.pending_output().len();
+    server.consume_output(n);
+    // Under the 64-byte default threshold: sent as is, RSV1 clear.
+    server.send_text("short").unwrap();
+    assert_eq!(server.pending_output(), b"\x81\x05short");
+}
+
+#[test]
+fn deflate_errors_close_with_their_codes() {
+    // The RFC 7692 section 7.2.3.1 "Hello", split over two frames: RSV1 on the first only.
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let mut server = deflate_server(Config::default());
+    let mut wire = masked_rsv(OpCode::Text, false, 0b100, &hello[..3]);
+    wire.extend(masked_rsv(OpCode::Continuation, true, 0, &hello[3..]));
+    let (events, result) = feed(&mut server, &wire);
+    result.unwrap();
+    assert_eq!(events, [text("Hello")]);
+
+    let fail = |config: Config, wire: Vec<u8>| {
+        let mut server = deflate_server(config);
+        let error = feed(&mut server, &wire).1.unwrap_err();
+        let frames = decode_output(server.pending_output());
+        let (opcode, payload) = frames.last().unwrap().clone();
+        assert_eq!(opcode, OpCode::Close);
+        (error, u16::from_be_bytes([payload[0], payload[1]]))
+    };
+    // RSV1 on a continuation frame, on a control frame.
+    let mut wire = masked_rsv(OpCode::Text, false, 0b100, &hello[..3]);
+    wire.extend(masked_rsv(OpCode::Continuation, true, 0b100, &hello[3..]));
+    assert_eq!(
+        fail(Config::default(), wire),
+        (ProtocolError::MisplacedCompressionBit, 1002)
+    );
+    assert_eq!(
+        fail(
+            Config::default(),
+            masked_rsv(OpCode::Ping, true, 0b100, b"")
+        ),
+        (ProtocolError::MisplacedCompressionBit, 1002)
+    );
+    // Not DEFLATE at all (a reserved block type).
+    assert_eq!(
+        fail(
+            Config::default(),
+            masked_rsv(OpCode::Binary, true, 0b100, &[0xff; 8])
+        ),
+        (ProtocolError::InvalidCompressedData, 1007)
+    );
+    // Compressed text that inflates to invalid UTF-8: 0xff stored in a raw block.
+    let stored_ff = [0x00, 0x01, 0x00, 0xfe, 0xff, 0xff];
+    assert_eq!(
+        fail(
+            Config::default(),
+            masked_rsv(OpCode::Text, true, 0b100, &stored_ff)
+        ),
+        (ProtocolError::InvalidUtf8, 1007)
+    );
+    // A bomb: 1 KiB on the wire inflating past a 64 KiB limit fails at the limit.
+    let mut bomb = Vec::new();
+    let mut sender = Connection::client(Config::default(), Box::new(FixedRandom::new(&[5])));
+    sender.enable_deflate(
+        &DeflateParams {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        },
+        &DeflateConfig::default(),
+    );
+    sender.send_binary(&vec![0u8; 1 << 20]).unwrap();
+    bomb.extend_from_slice(sender.pending_output());
+    assert!(bomb.len() < 2048, "{}", bomb.len());
+    let limited = Config {
+        max_message_size: 64 << 10,
+        ..Config::default()
+    };
+    let (error, code) = fail(limited, bomb);
+    assert!(
+        matches!(error, ProtocolError::MessageTooLarge { size, max: 65536 } if size == 65537),
+        "{error:?}"
+    );
+    assert_eq!(code, 1009);
+    // Without negotiation RSV1 is a reserved bit.
+    let mut plain = Connection::server(Config::default());
+    let error = feed(&mut plain, &masked_rsv(OpCode::Text, true, 0b100, &hello)).1;
+    assert_eq!(error, Err(ProtocolError::ReservedBits(0b100)));
 }
