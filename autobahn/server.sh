@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the Autobahn fuzzing client against `ws6455-server --mode echo` and compares the
 # results with autobahn/expected-server.json (fails on any regression).
-#   autobahn/server.sh            # every case but the compression groups 12.*, 13.*
+#   autobahn/server.sh            # every case but the slow compression cases: of 12.* and
+#                                 # 13.* only 12.1.* and 13.1.* (about 2 minutes)
+#   AUTOBAHN_FULL=1 autobahn/server.sh   # all 517 cases (about 13 minutes more)
 #   autobahn/server.sh --write    # record the current results as the expectations
 #   AUTOBAHN_TLS=1 autobahn/server.sh   # the same over wss:// (self-signed certificate)
 # Needs wstest: ../shared/tools/autobahn/install.sh (`.ci/run` does it).
@@ -10,6 +12,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tools="$(cd .. && pwd)/shared/tools/autobahn"
 [[ -x "$tools/fuzzingclient.sh" ]] || { echo "autobahn harness not found at $tools" >&2; exit 2; }
 port="${AUTOBAHN_PORT:-9001}"
+# The compression groups take 13 minutes on the suite's side; CI runs their first parts.
+exclude='12.2.*,12.3.*,12.4.*,12.5.*,13.2.*,13.3.*,13.4.*,13.5.*,13.6.*,13.7.*'
+[[ "${AUTOBAHN_FULL:-0}" == 1 ]] && exclude=""
 report="${AUTOBAHN_REPORT_DIR:-target/autobahn/server}"
 rm -rf "$report"
 cargo build --release -p ws6455-server
@@ -21,13 +26,13 @@ if [[ "${AUTOBAHN_TLS:-0}" == 1 ]]; then
   scheme=wss
   tls=(--tls-cert "$report-cert/cert.pem" --tls-key "$report-cert/key.pem")
 fi
-./target/release/ws6455-server --mode echo --listen "127.0.0.1:$port" "${tls[@]}" &
+./target/release/ws6455-server --mode echo --deflate --listen "127.0.0.1:$port" "${tls[@]}" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
 sleep 0.5
 # Not some other process that holds the port: ours must still be running.
 kill -0 "$server" 2>/dev/null || { echo "ws6455-server did not start (port $port in use?)" >&2; exit 1; }
-AUTOBAHN_REPORT_DIR="$report" AUTOBAHN_AGENT=ws6455 AUTOBAHN_TIMEOUT=1200 \
-  "$tools/fuzzingclient.sh" "$scheme://127.0.0.1:$port" '*' '12.*,13.*'
+AUTOBAHN_REPORT_DIR="$report" AUTOBAHN_AGENT=ws6455 AUTOBAHN_TIMEOUT=2400 \
+  "$tools/fuzzingclient.sh" "$scheme://127.0.0.1:$port" '*' "$exclude"
 kill -0 "$server" || { echo "the server died during the run" >&2; exit 1; }
-python3 autobahn/check.py "$report" ws6455 autobahn/expected-server.json "$@"
+python3 autobahn/check.py "$report" ws6455 autobahn/expected-server.json --exclude "$exclude" "$@"

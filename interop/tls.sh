@@ -20,9 +20,9 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 pids+=($!)
 sleep 0.5
 kill -0 "${pids[0]}" 2>/dev/null || { echo "ws6455-server did not start (port $port in use?)" >&2; exit 1; }
-timeout 90 python3 interop/tls_peer.py client "wss://localhost:$port/" "$dir/cert.pem"
+timeout 90 python3 interop/python_peer.py client "wss://localhost:$port/" --ca "$dir/cert.pem"
 
-timeout 150 python3 interop/tls_peer.py server "$peer_port" "$dir/cert.pem" "$dir/key.pem" &
+timeout 150 python3 interop/python_peer.py server "$peer_port" --cert "$dir/cert.pem" --key "$dir/key.pem" &
 pids+=($!)
 for _ in $(seq 1 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$peer_port") 2>/dev/null && break

@@ -11,7 +11,7 @@ use ws6455_mio::rustls::{self, pki_types::ServerName, ClientConfig, ClientConnec
 use ws6455_mio::ClientStream;
 
 use ws6455_core::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, Response};
-use ws6455_core::OsRandom;
+use ws6455_core::{DeflateConfig, DeflateParams, OsRandom};
 
 use crate::error::ConnectError;
 use crate::url::WsUrl;
@@ -23,12 +23,16 @@ const MAX_RESPONSE_SIZE: usize = 16 << 10;
 pub(crate) struct Offer<'a> {
     pub(crate) subprotocols: &'a [&'a str],
     pub(crate) headers: &'a [(&'a str, &'a str)],
+    /// Offer permessage-deflate with these preferences.
+    pub(crate) deflate: Option<&'a DeflateConfig>,
 }
 
 /// A connected, upgraded stream (blocking mode, no timeouts left set).
 pub(crate) struct Upgraded {
     pub(crate) stream: ClientStream,
     pub(crate) response: Response,
+    /// permessage-deflate, when the server agreed to it.
+    pub(crate) deflate: Option<DeflateParams>,
     /// Frames the server sent right after its response.
     pub(crate) leftover: Vec<u8>,
 }
@@ -227,13 +231,15 @@ pub(crate) fn open(
 ) -> Result<Upgraded, ConnectError> {
     let deadline = Instant::now() + timeout;
     let host = url.host_header();
+    let deflate_offer = offer.deflate.map(DeflateConfig::offer);
+    let extensions: Vec<&str> = deflate_offer.iter().map(String::as_str).collect();
     let mut request = Vec::new();
     let mut handshake = ClientHandshake::new(
         &ClientRequest {
             host: &host,
             resource: &url.resource,
             subprotocols: offer.subprotocols,
-            extensions: &[],
+            extensions: &extensions,
             headers: offer.headers,
         },
         &mut OsRandom::new(),
@@ -275,9 +281,16 @@ pub(crate) fn open(
             Err(e) => return Err(ConnectError::Handshake(e)),
         }
     };
+    let deflate = match offer.deflate {
+        Some(ours) => ours
+            .check_response(&response.extensions)
+            .map_err(ConnectError::Extension)?,
+        None => None,
+    };
     Ok(Upgraded {
         stream: stream.into_client_stream().map_err(ConnectError::Io)?,
         response,
+        deflate,
         leftover: handshake.leftover().to_vec(),
     })
 }

@@ -54,6 +54,9 @@ pub enum ConnectError {
     /// The server's answer broke the handshake rules (accept key, upgrade headers,
     /// unoffered subprotocol...).
     Handshake(ClientHandshakeError),
+    /// The server's permessage-deflate answer breaks RFC 7692 (unknown parameter, a window
+    /// larger than offered...).
+    Extension(ws6455_core::deflate::DeflateResponseError),
     /// An extra header would corrupt the request (a newline in a value, a bad name).
     InvalidHeader(String),
     /// The connection failed during the handshake (reset, closed early...).
@@ -107,6 +110,7 @@ impl fmt::Display for ConnectError {
                 )
             }
             ConnectError::Io(e) => write!(f, "connection failed during the handshake: {e}"),
+            ConnectError::Extension(e) => write!(f, "invalid extension answer: {e}"),
             ConnectError::LoopGone => f.write_str("the client event loop has stopped"),
         }
     }
@@ -119,6 +123,7 @@ impl std::error::Error for ConnectError {
             ConnectError::Dns { error, .. } | ConnectError::Connect { error, .. } => Some(error),
             ConnectError::Handshake(e) => Some(e),
             ConnectError::Tls(e) => Some(e),
+            ConnectError::Extension(e) => Some(e),
             ConnectError::Io(e) => Some(e),
             _ => None,
         }

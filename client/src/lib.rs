@@ -35,6 +35,7 @@ pub use error::ConnectError;
 pub use url::{UrlError, WsUrl};
 pub use websocket::{ClientHandler, ClientLoop, ClientOptions, WebSocket};
 pub use ws6455_core::handshake::Headers;
+pub use ws6455_core::DeflateConfig;
 pub use ws6455_mio::app::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
 /// TLS configuration helpers ([`ClientOptions::tls`]) and the rustls they build for.
 pub use ws6455_mio::{rustls, tls};

@@ -38,6 +38,8 @@ OPTIONS:
     --close-reason TEXT         the reason sent with it
     --linger SECONDS            quiet time awaited after the end of stdin [default: 0.5]
     --timeout SECONDS           connect and handshake timeout [default: 10]
+    --deflate                   offer permessage-deflate (RFC 7692) compression
+    -v, --verbose               say on stderr what was negotiated (subprotocol, extensions)
     --ca FILE                   for wss://: trust the CA certificate(s) in this PEM file
                                 besides the built-in Mozilla roots (private CA,
                                 self-signed certificate)
@@ -61,6 +63,8 @@ struct Args {
     linger: Duration,
     timeout: Duration,
     ca: Option<std::path::PathBuf>,
+    deflate: bool,
+    verbose: bool,
 }
 
 fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
@@ -88,6 +92,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         linger: Duration::from_millis(500),
         timeout: Duration::from_secs(10),
         ca: None,
+        deflate: false,
+        verbose: false,
     };
     let mut url = None;
     while let Some(arg) = args.next() {
@@ -106,6 +112,8 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--protocol" => parsed.protocols.push(value(&arg)?),
             "--binary" => parsed.binary = true,
             "--raw" => parsed.raw = true,
+            "--deflate" => parsed.deflate = true,
+            "-v" | "--verbose" => parsed.verbose = true,
             "--ping-interval" => parsed.ping_interval = Some(seconds(&arg, &value(&arg)?)?),
             "--close-code" => {
                 let code = value(&arg)?;
@@ -219,6 +227,7 @@ fn main() -> ExitCode {
         tls,
         limits: LoopConfig {
             ping_interval: args.ping_interval,
+            deflate: args.deflate.then(ws6455_client::DeflateConfig::default),
             ..LoopConfig::default()
         },
         ..ClientOptions::default()
@@ -237,6 +246,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.verbose {
+        let headers = ws.response_headers();
+        eprintln!(
+            "ws6455-client: connected to {} (subprotocol: {}; extensions: {})",
+            args.url,
+            ws.subprotocol().unwrap_or("none"),
+            headers.get("sec-websocket-extensions").unwrap_or("none")
+        );
+    }
     // The code we close with, once stdin ends (0: the server closed first).
     let our_code = Arc::new(AtomicU16::new(0));
     let sender = ws.clone();

@@ -196,6 +196,7 @@ impl WebSocket {
         let offer = Offer {
             subprotocols: &protocols,
             headers: &headers,
+            deflate: options.limits.deflate.as_ref(),
         };
         let upgraded = open(&parsed, &offer, options.tls, options.connect_timeout)?;
         let data_type = handler.data_type();
@@ -204,6 +205,7 @@ impl WebSocket {
             upgraded.stream,
             upgraded.leftover,
             Arc::new(options.limits),
+            upgraded.deflate,
             |shared| {
                 let made = WebSocket {
                     inner: Arc::new(Inner {

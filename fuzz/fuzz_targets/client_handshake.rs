@@ -17,7 +17,8 @@ fn run(pieces: &[&[u8]]) -> Result<Option<(Option<String>, Vec<String>)>, String
     };
     let mut out = Vec::new();
     // A fixed key lets the fuzzer reach a valid accept value: base64 of 16 zero bytes.
-    let mut hs = ClientHandshake::new(&request, &mut FixedRandom::new(&[0]), 4096, &mut out).unwrap();
+    let mut hs =
+        ClientHandshake::new(&request, &mut FixedRandom::new(&[0]), 4096, &mut out).unwrap();
     for piece in pieces {
         match hs.receive_data(piece) {
             Err(e) => return Err(e.to_string()),
@@ -29,6 +30,8 @@ fn run(pieces: &[&[u8]]) -> Result<Option<(Option<String>, Vec<String>)>, String
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&control, input)) = data.split_first() else { return };
+    let Some((&control, input)) = data.split_first() else {
+        return;
+    };
     assert_eq!(run(&[input]), run(&chunks(input, control)));
 });

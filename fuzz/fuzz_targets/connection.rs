@@ -4,12 +4,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ws6455_core::{CloseCode, Config, Connection, FixedRandom, Role};
-use ws6455_fuzz::{assert_valid_output, chunks};
+use ws6455_core::{CloseCode, Config, Connection, DeflateConfig, DeflateParams, FixedRandom, Role};
+use ws6455_fuzz::{assert_valid_output_with, chunks};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&control, input)) = data.split_first() else { return };
-    let role = if control & 1 == 0 { Role::Server } else { Role::Client };
+    let Some((&control, input)) = data.split_first() else {
+        return;
+    };
+    let role = if control & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
     let config = Config {
         max_frame_size: 1 << 12,
         max_message_size: 1 << 14,
@@ -20,6 +26,23 @@ fuzz_target!(|data: &[u8]| {
         Role::Server => Connection::server(config),
         Role::Client => Connection::client(config, Box::new(FixedRandom::new(&[control, 1, 2, 3]))),
     };
+    // Bit 6: permessage-deflate (context takeover unless bit 7), so that the fuzzer
+    // reaches inflation, the RSV1 rules and the inflated-size limit.
+    let deflate = (control & 0x40 != 0).then(|| DeflateParams {
+        server_no_context_takeover: control & 0x80 != 0,
+        client_no_context_takeover: control & 0x80 != 0,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    });
+    if let Some(params) = &deflate {
+        conn.enable_deflate(
+            params,
+            &DeflateConfig {
+                threshold: 0,
+                ..DeflateConfig::default()
+            },
+        );
+    }
     let mut output = Vec::new();
     for (i, piece) in chunks(input, control).into_iter().enumerate() {
         let mut rest = piece;
@@ -40,10 +63,16 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert!(rest.is_empty(), "receive_data made no progress");
-        match (control >> 3, i) {
-            (1, 2) => { let _ = conn.close(CloseCode::NORMAL, "done"); }
-            (2, 1) => { let _ = conn.send_ping(b"ping"); }
-            (3, 3) => { let _ = conn.close(CloseCode(1011), "refused: not an application code"); }
+        match ((control >> 3) & 7, i) {
+            (1, 2) => {
+                let _ = conn.close(CloseCode::NORMAL, "done");
+            }
+            (2, 1) => {
+                let _ = conn.send_ping(b"ping");
+            }
+            (3, 3) => {
+                let _ = conn.close(CloseCode(1011), "refused: not an application code");
+            }
             _ => {}
         }
         let pending = conn.pending_output().len();
@@ -52,5 +81,5 @@ fuzz_target!(|data: &[u8]| {
     }
     conn.receive_eof();
     assert!(conn.close_status().is_some());
-    assert_valid_output(role, &output);
+    assert_valid_output_with(role, &output, deflate.as_ref());
 });

@@ -28,7 +28,12 @@ fn run(pieces: &[&[u8]]) -> (Result<Option<String>, String>, Vec<u8>) {
                 let _ = request.query();
                 let _ = request.subprotocols();
                 // Bytes that arrive later are pipelined data: keep feeding them.
-                for later in &pieces[pieces.iter().position(|p| std::ptr::eq(*p, *piece)).unwrap() + 1..] {
+                for later in &pieces[pieces
+                    .iter()
+                    .position(|p| std::ptr::eq(*p, *piece))
+                    .unwrap()
+                    + 1..]
+                {
                     assert_eq!(hs.receive_data(later), Ok(None));
                 }
                 return (Ok(Some(verdict)), hs.leftover().to_vec());
@@ -40,7 +45,9 @@ fn run(pieces: &[&[u8]]) -> (Result<Option<String>, String>, Vec<u8>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&control, input)) = data.split_first() else { return };
+    let Some((&control, input)) = data.split_first() else {
+        return;
+    };
     let whole = run(&[input]);
     let chunked = run(&chunks(input, control));
     assert_eq!(whole, chunked);

@@ -26,8 +26,17 @@ pub type DecodedFrame = (OpCode, bool, u8, Vec<u8>);
 
 /// Decodes `pieces` in order as `role` would, returning the frames and the error, if any.
 pub fn decode_frames(role: Role, pieces: &[&[u8]]) -> (Vec<DecodedFrame>, Option<String>) {
+    decode_frames_with_rsv(role, pieces, 0)
+}
+
+/// [`decode_frames`] with the RSV bits `rsv` allowed (RSV1 for permessage-deflate).
+pub fn decode_frames_with_rsv(
+    role: Role,
+    pieces: &[&[u8]],
+    rsv: u8,
+) -> (Vec<DecodedFrame>, Option<String>) {
     let mut decoder = FrameDecoder::new(role, 1 << 20);
-    decoder.allow_rsv(0);
+    decoder.allow_rsv(rsv);
     let mut frames: Vec<DecodedFrame> = Vec::new();
     let mut masks = Vec::new();
     for piece in pieces {
@@ -63,24 +72,82 @@ pub fn decode_frames(role: Role, pieces: &[&[u8]]) -> (Vec<DecodedFrame>, Option
 /// decodes cleanly for the other role, control frames are well formed, and every Close
 /// carries a code that may be sent.
 pub fn assert_valid_output(sender: Role, output: &[u8]) {
+    assert_valid_output_with(sender, output, None)
+}
+
+/// [`assert_valid_output`] for an endpoint that may compress (permessage-deflate with
+/// `deflate`): RSV1 appears only on the first frame of a data message, and a peer with
+/// the same parameters accepts every message (they inflate, text is UTF-8).
+pub fn assert_valid_output_with(
+    sender: Role,
+    output: &[u8],
+    deflate: Option<&ws6455_core::DeflateParams>,
+) {
     let receiver = match sender {
         Role::Client => Role::Server,
         Role::Server => Role::Client,
     };
-    let (frames, error) = decode_frames(receiver, &[output]);
+    let rsv = if deflate.is_some() { 0b100 } else { 0 };
+    let (frames, error) = decode_frames_with_rsv(receiver, &[output], rsv);
     assert!(error.is_none(), "invalid frame emitted: {error:?}");
-    for (opcode, _, rsv, payload) in &frames {
-        assert_eq!(*rsv, 0);
+    let mut first_of_message = true;
+    for (opcode, fin, rsv, payload) in &frames {
+        if opcode.is_control() || !first_of_message {
+            assert_eq!(*rsv, 0, "RSV1 on a control or continuation frame");
+        }
+        if !opcode.is_control() {
+            first_of_message = *fin;
+        }
         if *opcode == OpCode::Close && !payload.is_empty() {
             assert!(payload.len() >= 2, "1-byte close payload emitted");
             let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
-            assert!(code.is_valid_on_wire(), "unsendable close code {code} emitted");
-            assert!(std::str::from_utf8(&payload[2..]).is_ok(), "non-UTF-8 close reason");
+            assert!(
+                code.is_valid_on_wire(),
+                "unsendable close code {code} emitted"
+            );
+            assert!(
+                std::str::from_utf8(&payload[2..]).is_ok(),
+                "non-UTF-8 close reason"
+            );
         }
     }
     let closes = frames.iter().filter(|f| f.0 == OpCode::Close).count();
     assert!(closes <= 1, "more than one close frame emitted");
     if closes == 1 {
-        assert_eq!(frames.last().unwrap().0, OpCode::Close, "frame sent after close");
+        assert_eq!(
+            frames.last().unwrap().0,
+            OpCode::Close,
+            "frame sent after close"
+        );
+    }
+    if let Some(params) = deflate {
+        // The peer decodes everything we sent without a protocol error.
+        let mut peer = match receiver {
+            Role::Server => ws6455_core::Connection::server(ws6455_core::Config {
+                max_message_size: u64::MAX,
+                max_frame_size: u64::MAX,
+                ..ws6455_core::Config::default()
+            }),
+            Role::Client => ws6455_core::Connection::client(
+                ws6455_core::Config {
+                    max_message_size: u64::MAX,
+                    max_frame_size: u64::MAX,
+                    ..ws6455_core::Config::default()
+                },
+                Box::new(ws6455_core::FixedRandom::new(&[1])),
+            ),
+        };
+        peer.enable_deflate(params, &ws6455_core::DeflateConfig::default());
+        let mut rest = output;
+        for _ in 0..=2 * output.len() + 1 {
+            let used = peer
+                .receive_data(rest)
+                .expect("the peer accepts our output");
+            rest = &rest[used..];
+            while peer.poll_event().is_some() {}
+            if rest.is_empty() {
+                break;
+            }
+        }
     }
 }

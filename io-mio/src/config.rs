@@ -39,6 +39,11 @@ pub struct LoopConfig {
     pub max_buffered: usize,
     /// What a send at or over the cap does.
     pub backpressure: Backpressure,
+    /// permessage-deflate (RFC 7692): `None` (the default) neither offers nor accepts
+    /// it. A server accepts the first client offer it can honour; a client offers it and
+    /// uses it when the server agrees. Inflated messages count against
+    /// `protocol.max_message_size` (1009 past it).
+    pub deflate: Option<ws6455_core::DeflateConfig>,
 }
 
 impl Default for LoopConfig {
@@ -53,6 +58,7 @@ impl Default for LoopConfig {
             pong_timeout: Duration::from_secs(20),
             max_buffered: 16 << 20,
             backpressure: Backpressure::Refuse,
+            deflate: None,
         }
     }
 }

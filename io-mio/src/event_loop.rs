@@ -334,11 +334,16 @@ fn feed<H: Handler>(handler: &mut H, inner: &HandleInner, conn: &mut Conn<H::Con
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
+    let config = conn.config.clone();
+    let deflate = config
+        .deflate
+        .as_ref()
+        .and_then(|ours| Some((ours, ours.accept_offers(&request.extensions())?)));
     let mut response = Vec::new();
     if accept_response(
         &request,
         subprotocol.as_deref(),
-        None,
+        deflate.as_ref().map(|(_, (_, answer))| answer.as_str()),
         &headers,
         &mut response,
     )
@@ -350,10 +355,11 @@ fn feed<H: Handler>(handler: &mut H, inner: &HandleInner, conn: &mut Conn<H::Con
     }
     conn.http_out = response;
     conn.http_sent = 0;
-    conn.phase = Phase::Open {
-        core: Box::new(Connection::server(conn.config.protocol.clone())),
-        app,
-    };
+    let mut core = Box::new(Connection::server(config.protocol.clone()));
+    if let Some((ours, (params, _))) = &deflate {
+        core.enable_deflate(params, ours);
+    }
+    conn.phase = Phase::Open { core, app };
     conn.shared.set_status(Status::Connected);
     if let Phase::Open { core, app } = &mut conn.phase {
         match guarded(|| handler.on_open(app)) {
@@ -803,6 +809,7 @@ impl<H: Handler> EventLoop<H> {
             app,
             leftover,
             config,
+            deflate,
         } = adoption;
         let refuse = |shared: &ConnShared| shared.set_status(Status::Closed);
         let Ok(app) = app.downcast::<H::Conn>() else {
@@ -840,7 +847,10 @@ impl<H: Handler> EventLoop<H> {
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         shared.set_token(key);
-        let core = Connection::client(config.protocol.clone(), Box::new(OsRandom::new()));
+        let mut core = Connection::client(config.protocol.clone(), Box::new(OsRandom::new()));
+        if let (Some(params), Some(ours)) = (&deflate, &config.deflate) {
+            core.enable_deflate(params, ours);
+        }
         let phase = Phase::Open {
             core: Box::new(core),
             app,

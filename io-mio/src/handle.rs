@@ -215,6 +215,8 @@ pub(crate) struct Adoption {
     /// Bytes that arrived after the handshake response.
     pub(crate) leftover: Vec<u8>,
     pub(crate) config: Arc<LoopConfig>,
+    /// permessage-deflate as agreed in the handshake.
+    pub(crate) deflate: Option<ws6455_core::DeflateParams>,
 }
 
 impl fmt::Debug for Adoption {
@@ -463,12 +465,15 @@ impl LoopHandle {
     /// connection with it). The status is `Connected` on return, so sends may follow at
     /// once: the loop applies commands in order, the adoption first. The loop calls
     /// `on_open`, then decodes `leftover`; a loop shutting down then closes it at once
-    /// (1001). Refused (the socket is dropped) when the loop has stopped.
+    /// (1001). Refused (the socket is dropped) when the loop has stopped. `deflate`: the
+    /// permessage-deflate parameters the server agreed to (applied with
+    /// `config.deflate`'s threshold and level).
     pub fn adopt<C: Send + 'static>(
         &self,
         stream: crate::ClientStream,
         leftover: Vec<u8>,
         config: Arc<LoopConfig>,
+        deflate: Option<ws6455_core::DeflateParams>,
         make_app: impl FnOnce(&Arc<ConnShared>) -> C,
     ) -> Result<Arc<ConnShared>, LoopStopped> {
         if self.is_stopped() {
@@ -483,6 +488,7 @@ impl LoopHandle {
             app,
             leftover,
             config,
+            deflate,
         })));
         Ok(shared)
     }

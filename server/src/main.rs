@@ -25,6 +25,7 @@ OPTIONS:
     --threads N              event loop threads sharing the port [default: 1]
     --max-message-size BYTES largest message accepted [default: 67108864]
     --log LEVEL              error | warn | info | debug [default: info]
+    --deflate                accept permessage-deflate (RFC 7692) when a client offers it
     --tls-cert FILE          serve wss:// (and https:// for the chat page) with this PEM
                              certificate chain (end-entity certificate first)
     --tls-key FILE           the PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
@@ -110,6 +111,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                     }
                 }
             }
+            "--deflate" => options.limits.deflate = Some(ws6455_server::DeflateConfig::default()),
             "--tls-cert" => tls_cert = Some(std::path::PathBuf::from(value()?)),
             "--tls-key" => tls_key = Some(std::path::PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other}")),

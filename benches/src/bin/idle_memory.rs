@@ -1,7 +1,7 @@
 //! Load test: the server's memory per idle WebSocket connection.
 //!
 //!     cargo build --release -p ws6455-server -p ws6455-benches
-//!     target/release/idle_memory [CONNECTIONS] [SERVER_BINARY] [--tls]   # default 10000
+//!     target/release/idle_memory [CONNECTIONS] [SERVER_BINARY] [--tls] [--deflate | --deflate-no-context]
 //!
 //! Starts `ws6455-server --mode echo` on a free port of 127.0.0.1 as a child process, opens
 //! CONNECTIONS WebSocket connections to it (plain blocking sockets, so the client's memory
@@ -12,6 +12,11 @@
 //! CONNECTIONS + 100 for both processes. Kernel socket buffers are not counted: VmRSS is
 //! the process's own memory. With `--tls` the server serves wss:// with a self-signed
 //! certificate made here, and every connection is TLS (rustls on the client side too).
+//! With `--deflate` the server runs with `--deflate` and every connection negotiates
+//! permessage-deflate (context takeover both ways; the echoed messages are compressed both
+//! ways, so both zlib streams exist); `--deflate-no-context` also asks for
+//! `server_no_context_takeover` and `client_no_context_takeover`, which lets an idle
+//! connection drop its zlib state.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -66,6 +71,26 @@ fn read_until(stream: &mut dyn Stream, needle: &[u8], buf: &mut Vec<u8>) -> std:
     Ok(())
 }
 
+/// Reads one unmasked frame from the server (header, then payload), compressed or not.
+fn read_frame(stream: &mut dyn Stream) -> std::io::Result<()> {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head)?;
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut ext = [0u8; 2];
+            stream.read_exact(&mut ext)?;
+            u16::from_be_bytes(ext) as usize
+        }
+        127 => {
+            let mut ext = [0u8; 8];
+            stream.read_exact(&mut ext)?;
+            u64::from_be_bytes(ext) as usize
+        }
+        n => n as usize,
+    };
+    read_exact_len(stream, len)
+}
+
 fn read_exact_len(stream: &mut dyn Stream, len: usize) -> std::io::Result<()> {
     let mut left = len;
     let mut chunk = vec![0u8; 64 * 1024];
@@ -104,7 +129,26 @@ fn main() {
     let binary = args
         .next()
         .unwrap_or_else(|| "target/release/ws6455-server".into());
-    let tls = args.next().as_deref() == Some("--tls");
+    let flags: Vec<String> = args.collect();
+    let tls = flags.iter().any(|f| f == "--tls");
+    let no_context = flags.iter().any(|f| f == "--deflate-no-context");
+    let deflate = no_context || flags.iter().any(|f| f == "--deflate");
+    let request = match (deflate, no_context) {
+        (false, _) => REQUEST.to_vec(),
+        (true, nct) => {
+            let offer = if nct {
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits"
+            } else {
+                "permessage-deflate; client_max_window_bits"
+            };
+            let head = &REQUEST[..REQUEST.len() - 2];
+            [
+                head,
+                format!("Sec-WebSocket-Extensions: {offer}\r\n\r\n").as_bytes(),
+            ]
+            .concat()
+        }
+    };
     let dir = std::env::temp_dir().join(format!("ws6455-idle-{}", std::process::id()));
     let mut tls_args = Vec::new();
     let mut client_config = None;
@@ -141,6 +185,7 @@ fn main() {
                 "warn",
             ])
             .args(&tls_args)
+            .args(deflate.then_some("--deflate"))
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}")),
@@ -165,7 +210,7 @@ fn main() {
                     Box::new(ws6455_client::rustls::StreamOwned::new(session, s))
                 }
             };
-            s.write_all(REQUEST)?;
+            s.write_all(&request)?;
             read_until(&mut *s, b"\r\n\r\n", &mut buf)?;
             Ok(s)
         });
@@ -178,6 +223,20 @@ fn main() {
     let open_time = started.elapsed();
     let idle = settled_rss(pid);
 
+    // What the server agreed to, to compress our messages the way it expects.
+    let agreed = deflate.then(|| {
+        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("sec-websocket-extensions:"))
+            .expect("the server accepted permessage-deflate")
+            .trim()
+            .to_owned();
+        ws6455_core::DeflateConfig::default()
+            .check_response(&[line])
+            .expect("a valid answer")
+            .expect("permessage-deflate")
+    });
     let payload = vec![b'x'; MESSAGE_SIZE];
     let mut frame = Vec::new();
     encode_frame(
@@ -196,16 +255,33 @@ fn main() {
         Some([5, 6, 7, 8]),
     );
     for stream in &mut streams {
-        stream.write_all(&frame).expect("send");
-        // The unmasked echo: 2 + 8 header bytes (64-bit length) + the payload.
-        read_exact_len(&mut **stream, 10 + MESSAGE_SIZE).expect("echo");
-        stream.write_all(&small).expect("send");
-        read_exact_len(&mut **stream, 2 + 100).expect("echo");
+        if let Some(params) = &agreed {
+            // Compressed, by a client connection of our own per stream (each has its
+            // own compression context).
+            let mut client = ws6455_core::Connection::client(
+                ws6455_core::Config::default(),
+                Box::new(ws6455_core::FixedRandom::new(&[1, 2, 3, 4])),
+            );
+            client.enable_deflate(params, &ws6455_core::DeflateConfig::default());
+            client.send_binary(&payload).expect("encode");
+            client.send_text(&"y".repeat(100)).expect("encode");
+            stream.write_all(client.pending_output()).expect("send");
+        } else {
+            stream.write_all(&frame).expect("send");
+            stream.write_all(&small).expect("send");
+        }
+        read_frame(&mut **stream).expect("echo");
+        read_frame(&mut **stream).expect("echo");
     }
     let after_traffic = settled_rss(pid);
 
     let per = |rss: u64| (rss.saturating_sub(before)) as f64 / count as f64;
-    let kind = if tls { "TLS" } else { "plain" };
+    let kind = match (tls, deflate, no_context) {
+        (true, _, _) => "TLS",
+        (_, true, true) => "deflate, no context takeover",
+        (_, true, false) => "deflate",
+        _ => "plain",
+    };
     println!("connections:                        {count} {kind} (opened in {open_time:.2?})");
     println!("server RSS before:                  {} KiB", before / 1024);
     println!(
