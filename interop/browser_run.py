@@ -5,6 +5,8 @@ usage: browser_run.py CHROMIUM PAGE_URL [TIMEOUT_SECONDS [BROWSER_FLAG...]]
 """
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,16 +55,21 @@ def main():
     timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 60
     deadline = time.monotonic() + timeout
     port = 9223
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile while it is removed;
+    # they are killed as a group and leftovers are not an error.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         chrome = subprocess.Popen(
             [browser, "--headless", "--no-sandbox", "--disable-gpu",
              f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
              *sys.argv[4:], page],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             text = asyncio.run(verdict(page_target(port, deadline), deadline))
         finally:
-            chrome.kill()
+            try:
+                os.killpg(chrome.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             chrome.wait()
     print(text)
     sys.exit(0 if text.startswith("PASS") else 1)
