@@ -4,13 +4,15 @@
 use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::decoder::{FrameDecoder, FramePart};
 use crate::deflate::{DeflateCodec, DeflateConfig, DeflateParams, InflateError};
-use crate::encoder::{encode_frame, encode_frame_with_rsv};
+use crate::encoder::{encode_frame, encode_frame_header, encode_frame_with_rsv};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use crate::mask::{apply_mask, extend_unmasked};
+use crate::output::OutputQueue;
 use crate::random::RandomSource;
 use crate::utf8::Utf8Validator;
 use crate::Role;
+use std::io::IoSlice;
 
 /// Limits and behaviour of a [`Connection`]. Every limit has a safe default.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,9 +173,7 @@ pub struct Connection {
     /// The event decoded and not yet polled: `receive_data` stops at each event, so there
     /// is never more than one (and no queue to allocate per connection).
     event: Option<Event>,
-    out: Vec<u8>,
-    /// How much of `out` the transport has taken.
-    out_sent: usize,
+    output: OutputQueue,
     random: Option<Box<dyn RandomSource>>,
 }
 
@@ -183,13 +183,14 @@ impl std::fmt::Debug for Connection {
             .field("role", &self.role)
             .field("state", &self.state)
             .field("failure", &self.failure)
-            .field("pending_output", &(self.out.len() - self.out_sent))
+            .field("pending_output", &self.output.len())
             .finish_non_exhaustive()
     }
 }
 
-/// Output buffers above this capacity are freed once drained, so idle connections stay small.
-const KEEP_OUTPUT_CAPACITY: usize = 4096;
+/// Payloads handed over by value from this size up are queued as they are instead of
+/// being copied behind their frame header (below it, a copy costs less than a chunk).
+const HAND_OVER_MIN: usize = 16 << 10;
 /// Payload is unmasked and validated in slices of this size, so that the second pass over
 /// the bytes finds them in cache.
 const UNMASK_SLICE: usize = 32 << 10;
@@ -222,8 +223,7 @@ impl Connection {
             spare: Vec::new(),
             control: Vec::new(),
             event: None,
-            out: Vec::new(),
-            out_sent: 0,
+            output: OutputQueue::default(),
             random,
         }
     }
@@ -365,10 +365,7 @@ impl Connection {
         if let (Some(codec), None) = (&mut self.deflate, self.message) {
             codec.release();
         }
-        if !self.wants_write() {
-            self.out = Vec::new();
-            self.out_sent = 0;
-        }
+        self.output.release();
     }
 
     // ----- commands -----
@@ -383,6 +380,18 @@ impl Connection {
         self.send_message(OpCode::Binary, data, "a binary message")
     }
 
+    /// Queues a text message, taking its buffer: a large payload is written to the
+    /// transport from that buffer, without a copy (masked in place on a client).
+    pub fn send_text_owned(&mut self, text: String) -> Result<(), SendError> {
+        self.send_message_owned(OpCode::Text, text.into_bytes(), "a text message")
+    }
+
+    /// Queues a binary message, taking its buffer: a large payload is written to the
+    /// transport from that buffer, without a copy (masked in place on a client).
+    pub fn send_binary_owned(&mut self, data: Vec<u8>) -> Result<(), SendError> {
+        self.send_message_owned(OpCode::Binary, data, "a binary message")
+    }
+
     /// Queues a frame already encoded with [`encode_frame`] (unmasked): a server encodes a
     /// broadcast once and hands the same bytes to every connection. Servers only: a client
     /// must mask each frame with its own key.
@@ -391,7 +400,7 @@ impl Connection {
             return Err(SendError::MaskRequired);
         }
         self.require_open("an encoded frame")?;
-        self.out.extend_from_slice(frame);
+        self.output.encode_buffer().extend_from_slice(frame);
         Ok(())
     }
 
@@ -437,28 +446,36 @@ impl Connection {
 
     // ----- output -----
 
-    /// Bytes waiting to be written to the transport.
+    /// The next bytes waiting to be written to the transport: empty only when nothing
+    /// waits. Output is held in chunks (a payload sent by value is queued as it is), so
+    /// after [`consume_output`](Self::consume_output) call this again until it is empty,
+    /// or write several chunks at once with
+    /// [`pending_output_vectored`](Self::pending_output_vectored).
     pub fn pending_output(&self) -> &[u8] {
-        &self.out[self.out_sent..]
+        self.output.front()
     }
 
-    /// Records that the transport took the first `n` bytes of
-    /// [`pending_output`](Self::pending_output).
+    /// Fills `slices` with the waiting bytes in order, a chunk a slice, for a vectored
+    /// write (`writev`); returns how many slices it filled.
+    pub fn pending_output_vectored<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.output.slices(slices)
+    }
+
+    /// How many bytes wait to be written, in all chunks.
+    pub fn pending_output_len(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Records that the transport took the first `n` waiting bytes (of
+    /// [`pending_output`](Self::pending_output), or of the slices of
+    /// [`pending_output_vectored`](Self::pending_output_vectored) in order).
     pub fn consume_output(&mut self, n: usize) {
-        self.out_sent = (self.out_sent + n).min(self.out.len());
-        if self.out_sent == self.out.len() {
-            if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
-                self.out = Vec::new();
-            } else {
-                self.out.clear();
-            }
-            self.out_sent = 0;
-        }
+        self.output.consume(n);
     }
 
     /// True while bytes are waiting to be written.
     pub fn wants_write(&self) -> bool {
-        self.out_sent < self.out.len()
+        !self.output.is_empty()
     }
 
     /// True while the peer's bytes can still matter (the connection is not closed).
@@ -524,13 +541,57 @@ impl Connection {
         Ok(())
     }
 
+    fn send_message_owned(
+        &mut self,
+        opcode: OpCode,
+        mut data: Vec<u8>,
+        what: &'static str,
+    ) -> Result<(), SendError> {
+        self.require_open(what)?;
+        let mut rsv = 0;
+        if let Some(codec) = self.deflate.as_mut().filter(|c| data.len() >= c.threshold) {
+            let mut compressed = Vec::new();
+            codec.compress(&data, &mut compressed);
+            (rsv, data) = (0b100, compressed);
+        }
+        let fragmented = self
+            .config
+            .fragment_size
+            .is_some_and(|size| data.len() > size.max(1));
+        if fragmented || data.len() < HAND_OVER_MIN {
+            self.queue_message(opcode, rsv, &data);
+            return Ok(());
+        }
+        let mask = self.next_mask();
+        if let Some(key) = mask {
+            apply_mask(&mut data, key, 0);
+        }
+        encode_frame_header(
+            &mut self.output.encode_buffer(),
+            true,
+            rsv,
+            opcode,
+            data.len(),
+            mask,
+        );
+        self.output.push_owned(data);
+        Ok(())
+    }
+
     /// Frames a message's payload (fragmented per the config); `rsv` goes on the first
     /// frame only.
     fn queue_message(&mut self, opcode: OpCode, rsv: u8, data: &[u8]) {
         let size = self.config.fragment_size.unwrap_or(usize::MAX).max(1);
         if data.len() <= size {
             let mask = self.next_mask();
-            encode_frame_with_rsv(&mut self.out, true, rsv, opcode, data, mask);
+            encode_frame_with_rsv(
+                &mut self.output.encode_buffer(),
+                true,
+                rsv,
+                opcode,
+                data,
+                mask,
+            );
             return;
         }
         let count = data.len().div_ceil(size);
@@ -541,7 +602,14 @@ impl Connection {
                 (OpCode::Continuation, 0)
             };
             let mask = self.next_mask();
-            encode_frame_with_rsv(&mut self.out, i + 1 == count, rsv, op, piece, mask);
+            encode_frame_with_rsv(
+                &mut self.output.encode_buffer(),
+                i + 1 == count,
+                rsv,
+                op,
+                piece,
+                mask,
+            );
         }
     }
 
@@ -556,7 +624,13 @@ impl Connection {
         }
         self.require_open(what)?;
         let mask = self.next_mask();
-        encode_frame(&mut self.out, true, opcode, payload, mask);
+        encode_frame(
+            &mut self.output.encode_buffer(),
+            true,
+            opcode,
+            payload,
+            mask,
+        );
         Ok(())
     }
 
@@ -572,7 +646,13 @@ impl Connection {
             2 + reason.len()
         };
         let mask = self.next_mask();
-        encode_frame(&mut self.out, true, OpCode::Close, &payload[..len], mask);
+        encode_frame(
+            &mut self.output.encode_buffer(),
+            true,
+            OpCode::Close,
+            &payload[..len],
+            mask,
+        );
     }
 
     /// Fails the connection (RFC 6455 section 7.1.7): sends our Close with the error's code
@@ -762,7 +842,13 @@ impl Connection {
             OpCode::Ping => {
                 if self.config.auto_pong && matches!(self.state, State::Open) {
                     let mask = self.next_mask();
-                    encode_frame(&mut self.out, true, OpCode::Pong, &payload, mask);
+                    encode_frame(
+                        &mut self.output.encode_buffer(),
+                        true,
+                        OpCode::Pong,
+                        &payload,
+                        mask,
+                    );
                 }
                 self.emit(Event::Ping(payload));
             }

@@ -28,22 +28,35 @@ pub fn encode_frame_with_rsv(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
-    let header = FrameHeader {
-        fin,
-        rsv: rsv & 0x07,
-        opcode,
-        mask,
-        payload_len: payload.len() as u64,
-    };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let head_len = header.encode(&mut head);
-    out.reserve(head_len + payload.len());
-    out.extend_from_slice(&head[..head_len]);
+    out.reserve(MAX_HEADER_LEN + payload.len());
+    encode_frame_header(out, fin, rsv, opcode, payload.len(), mask);
     let start = out.len();
     out.extend_from_slice(payload);
     if let Some(key) = mask {
         apply_mask(&mut out[start..], key, 0);
     }
+}
+
+/// Appends only the header of a frame whose `payload_len` bytes follow elsewhere (already
+/// masked with `mask` when given): for a payload written from its own buffer.
+pub fn encode_frame_header(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    payload_len: usize,
+    mask: Option<[u8; 4]>,
+) {
+    let header = FrameHeader {
+        fin,
+        rsv: rsv & 0x07,
+        opcode,
+        mask,
+        payload_len: payload_len as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let head_len = header.encode(&mut head);
+    out.extend_from_slice(&head[..head_len]);
 }
 
 #[cfg(test)]

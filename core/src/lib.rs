@@ -36,6 +36,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+mod output;
 pub mod random;
 pub mod utf8;
 

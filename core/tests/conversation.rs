@@ -616,6 +616,43 @@ proptest! {
         prop_assert_eq!(received, &expected);
     }
 
+    /// Messages sent by value (large ones are queued as they are, masked in place by a
+    /// client) or by reference, mixed, with small frames between them: the receiver
+    /// reports exactly what was sent, in order.
+    #[test]
+    fn owned_sends_round_trip(
+        messages in proptest::collection::vec(
+            (any::<bool>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..40_000)),
+            1..6),
+        fragment in proptest::option::of(1000usize..50_000),
+        chunk in 1000usize..70_000,
+        from_client in any::<bool>(),
+    ) {
+        let mut pair = Pair::connect(Config { fragment_size: fragment, ..Config::default() });
+        let sender = if from_client { &mut pair.client } else { &mut pair.server };
+        let mut expected = Vec::new();
+        for (owned, is_text, data) in messages {
+            // Text: the bytes as Latin-1 code points, so that any bytes make valid UTF-8.
+            let (kind, data) = if is_text {
+                (MessageKind::Text, data.iter().map(|&b| b as char).collect::<String>().into_bytes())
+            } else {
+                (MessageKind::Binary, data)
+            };
+            expected.push(Event::Message { kind, data: data.clone() });
+            match (owned, kind) {
+                (true, MessageKind::Text) => sender.send_text_owned(String::from_utf8(data).unwrap()),
+                (true, MessageKind::Binary) => sender.send_binary_owned(data),
+                (false, MessageKind::Text) => sender.send_text(std::str::from_utf8(&data).unwrap()),
+                (false, MessageKind::Binary) => sender.send_binary(&data),
+            }.unwrap();
+            sender.send_ping(b"p").unwrap();
+        }
+        pair.drive(chunk);
+        let received: Vec<&Event> = if from_client { &pair.server_events } else { &pair.client_events }
+            .iter().filter(|e| matches!(e, Event::Message { .. })).collect();
+        prop_assert_eq!(received, expected.iter().collect::<Vec<_>>());
+    }
+
     /// Arbitrary bytes never panic the server, and whatever it sends is a valid close.
     #[test]
     fn arbitrary_input_never_panics(input in proptest::collection::vec(any::<u8>(), 0..512)) {

@@ -28,7 +28,11 @@ use crate::transport::Transport;
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 /// The read buffer shared by every connection of a loop: connections keep only leftovers.
-const READ_BUFFER: usize = 64 << 10;
+/// Large enough that a bulk transfer costs few reads (the kernel copies only what is
+/// there, so small messages do not pay for its size).
+const READ_BUFFER: usize = 256 << 10;
+/// Most output chunks handed to one vectored write.
+const WRITE_SLICES: usize = 16;
 /// Reads per connection per turn before others get theirs.
 const READS_PER_TURN: usize = 16;
 
@@ -67,6 +71,9 @@ struct Conn<C> {
     in_ready: bool,
     errored: bool,
     eof: bool,
+    /// The poller reported the peer's end of the stream (or an error): a short read no
+    /// longer proves that nothing more is to be read, since the end itself is.
+    read_closed: bool,
 }
 
 impl<C> Conn<C> {
@@ -99,6 +106,7 @@ impl<C> Conn<C> {
             in_ready: false,
             errored: false,
             eof: false,
+            read_closed: false,
         }
     }
 
@@ -120,7 +128,7 @@ impl<C> Conn<C> {
 
     fn unwritten(&self) -> usize {
         let core = match &self.phase {
-            Phase::Open { core, .. } => core.pending_output().len(),
+            Phase::Open { core, .. } => core.pending_output_len(),
             _ => 0,
         };
         self.http_out.len() - self.http_sent + core
@@ -137,11 +145,26 @@ impl<C> Conn<C> {
             if !self.transport.flush()? {
                 return Ok(());
             }
-            let pending = pending_output(&self.http_out, self.http_sent, &self.phase);
-            if pending.is_empty() {
-                return Ok(());
-            }
-            match self.transport.write(pending) {
+            let written = match &self.phase {
+                // Frames, possibly in several chunks (payloads sent by value are
+                // written from the application's buffers): one vectored write.
+                Phase::Open { core, .. } if self.http_sent == self.http_out.len() => {
+                    let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
+                    let filled = core.pending_output_vectored(&mut slices);
+                    if filled == 0 {
+                        return Ok(());
+                    }
+                    self.transport.write_vectored(&slices[..filled])
+                }
+                _ => {
+                    let pending = pending_output(&self.http_out, self.http_sent, &self.phase);
+                    if pending.is_empty() {
+                        return Ok(());
+                    }
+                    self.transport.write(pending)
+                }
+            };
+            match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.consume_output(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -281,7 +304,7 @@ fn feed_open<H: Handler>(
         }
         // What the callbacks sent is in the core now: publish it, so that `send` and the
         // check below see the real buffer.
-        let unwritten = core.pending_output().len() + conn.http_out.len() - conn.http_sent;
+        let unwritten = core.pending_output_len() + conn.http_out.len() - conn.http_sent;
         conn.shared.set_unwritten(unwritten);
         if !data.is_empty() && over_cap(conn.shared.buffered_amount(), conn.config.max_buffered) {
             // Backpressure between two messages: keep the rest for when the buffer drains.
@@ -491,6 +514,11 @@ impl<H: Handler> EventLoop<H> {
                     LISTENER => self.accept(),
                     WAKER => {}
                     Token(key) => {
+                        if event.is_read_closed() || event.is_error() {
+                            if let Some(conn) = self.conns.get_mut(key) {
+                                conn.read_closed = true;
+                            }
+                        }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(key);
                         }
@@ -622,6 +650,14 @@ impl<H: Handler> EventLoop<H> {
                 Ok(n) => {
                     let data = &self.read_buf[..n];
                     feed(&mut self.handler, &self.handle.inner, conn, data);
+                    // Saves the read that would return WouldBlock: one syscall per
+                    // message at one message in flight.
+                    if conn.unread.is_empty()
+                        && !conn.read_closed
+                        && conn.transport.short_read_drains(n, self.read_buf.len())
+                    {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -256,11 +256,11 @@ impl Command {
             Command::Send {
                 message: Outgoing::Text(text),
                 ..
-            } => core.send_text(&text),
+            } => core.send_text_owned(text),
             Command::Send {
                 message: Outgoing::Binary(data),
                 ..
-            } => core.send_binary(&data),
+            } => core.send_binary_owned(data),
             Command::SendFrame { frame, .. } => core.send_encoded(&frame),
             Command::Ping { payload, .. } => core.send_ping(&payload),
             Command::Close { code, reason, .. } => core.close_with_standard_code(code, &reason),

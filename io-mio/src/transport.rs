@@ -155,6 +155,15 @@ impl Transport {
     /// TLS reads the socket into `scratch` (a buffer the loop lends to all its TLS
     /// connections) in large reads and hands the records to rustls from there: rustls'
     /// own socket reads are 4 KiB at a time, which costs a system call per 4 KiB.
+    /// True when a read of `n` bytes into a buffer of `capacity` bytes proves that the
+    /// socket had nothing more at that moment, so that the next read would only return
+    /// `WouldBlock` and can be skipped: a short read of a plain TCP socket on Linux, whose
+    /// epoll reports data arriving after that read as a new edge. (Under TLS, rustls may
+    /// hold plaintext whatever the socket read returned.)
+    pub(crate) fn short_read_drains(&self, n: usize, capacity: usize) -> bool {
+        cfg!(any(target_os = "linux", target_os = "android")) && self.tls.is_none() && n < capacity
+    }
+
     pub(crate) fn read(&mut self, buf: &mut [u8], scratch: &mut Vec<u8>) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.socket.read(buf);
@@ -202,6 +211,16 @@ impl Transport {
 
     /// Takes application bytes from the start of `buf`; returns how many (never 0 for a
     /// non-empty `buf`). `WouldBlock` when the socket takes nothing.
+    /// Writes from several buffers in order: one `writev` on plain TCP; under TLS the
+    /// first buffer only (rustls copies into records anyway).
+    pub(crate) fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match (&self.tls, bufs) {
+            (None, _) => self.socket.write_vectored(bufs),
+            (Some(_), [first, ..]) => self.write(first),
+            (Some(_), []) => Ok(0),
+        }
+    }
+
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.socket.write(buf);

@@ -65,6 +65,8 @@ impl ConnectionHandler for TestConn {
                 ws.send("last words").unwrap();
                 panic!("handler asked to panic after a send");
             }
+            // Keeps the loop thread busy, so that the test can queue input meanwhile.
+            Data::Text(t) if t == "sleep" => std::thread::sleep(Duration::from_millis(300)),
             Data::Text(t) if t == "close-4000" => ws.terminate(Some(4000), Some("bye")).unwrap(),
             Data::Text(t) if t == "from-thread" => {
                 let ws = ws.clone();
@@ -429,6 +431,35 @@ fn echo_is_sent_before_a_later_frame_in_the_same_read_fails() {
         &frames[4..8],
         [0x88, frames[5], 0x03, 0xea],
         "then close 1002"
+    );
+}
+
+/// Regression: data and the peer's FIN arriving together. A short read does not prove
+/// that nothing more is to be read when the poller also reported the end of the stream:
+/// the loop skipped the read that would have returned it, and never noticed the peer
+/// was gone.
+#[test]
+fn a_message_and_the_peers_fin_arriving_together_are_both_seen() {
+    let f = start(ServerOptions::default());
+    let mut stream = TcpStream::connect(f.server.local_addr()).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    // "sleep", masked with a zero key: the loop thread sleeps in the callback.
+    stream
+        .write_all(&[UPGRADE, b"\x81\x85\0\0\0\0sleep"].concat())
+        .unwrap();
+    f.recorder.wait_for("message Text(\"sleep\")");
+    // Both arrive while the loop is busy, so one readiness event reports them.
+    stream.write_all(b"\x81\x82\0\0\0\0hi").unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let log = f.recorder.wait_for("terminate");
+    assert_eq!(
+        log,
+        [
+            "open Connected",
+            "message Text(\"sleep\")",
+            "message Text(\"hi\")",
+            "terminate 1006 None false Closed"
+        ]
     );
 }
 

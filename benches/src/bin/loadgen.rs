@@ -125,7 +125,12 @@ fn parse_args() -> Args {
     if !addr.ip().is_loopback() {
         usage("load is only sent to addresses of this machine (127.0.0.1, ::1)");
     }
-    if args.conns == 0 || args.in_flight == 0 || !(args.seconds > 0.0) || args.seconds > 600.0 {
+    if args.conns == 0
+        || args.in_flight == 0
+        || args.seconds.is_nan()
+        || args.seconds <= 0.0
+        || args.seconds > 600.0
+    {
         usage("--conns and --in-flight must be > 0, --seconds in (0, 600]");
     }
     args.addr = addr;

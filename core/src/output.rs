@@ -1,0 +1,246 @@
+//! The bytes a connection has for its peer, in order: frames encoded into a buffer of our
+//! own, and large payloads the application handed over, queued as they are (no copy).
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+/// A buffer whose capacity is at most this is kept, cleared, once drained, so that steady
+/// small traffic allocates nothing; a larger one is freed, so that a burst does not leave
+/// an idle connection holding its peak.
+const KEEP_CAPACITY: usize = 4096;
+
+/// Unwritten output: a queue of byte chunks, the front one partly written.
+#[derive(Debug, Default)]
+pub(crate) struct OutputQueue {
+    chunks: VecDeque<Vec<u8>>,
+    /// How much of the front chunk the transport took.
+    sent: usize,
+    /// The back chunk is an encoding buffer that frames may be appended to (a handed-over
+    /// payload is not: its capacity belongs to the application's allocation).
+    back_open: bool,
+    /// Unwritten bytes in all chunks.
+    len: usize,
+    /// A drained encoding buffer kept for the next frames.
+    spare: Vec<u8>,
+}
+
+impl OutputQueue {
+    /// The buffer to append frames to: the open back chunk, or a new one.
+    pub(crate) fn encode_buffer(&mut self) -> EncodeGuard<'_> {
+        if !self.back_open {
+            self.chunks.push_back(std::mem::take(&mut self.spare));
+            self.back_open = true;
+        }
+        let buf = self.chunks.back_mut().expect("an open back chunk");
+        let before = buf.len();
+        EncodeGuard {
+            before,
+            buf,
+            len: &mut self.len,
+        }
+    }
+
+    /// Queues `payload` as its own chunk, after everything queued so far.
+    pub(crate) fn push_owned(&mut self, payload: Vec<u8>) {
+        if payload.is_empty() {
+            return;
+        }
+        // An open back chunk left empty would hide what follows from `front`.
+        if self.back_open && self.chunks.back().is_some_and(|c| c.is_empty()) {
+            self.spare = self.chunks.pop_back().expect("the back chunk");
+            self.back_open = false;
+        }
+        self.len += payload.len();
+        self.chunks.push_back(payload);
+        self.back_open = false;
+    }
+
+    /// Unwritten bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first unwritten bytes (the rest of the front chunk).
+    pub(crate) fn front(&self) -> &[u8] {
+        // Only the back chunk can be empty (an encoding buffer nothing was appended to),
+        // and then nothing follows it.
+        match self.chunks.front() {
+            Some(chunk) => &chunk[self.sent..],
+            None => &[],
+        }
+    }
+
+    /// Fills `slices` with the unwritten chunks in order, for a vectored write; returns
+    /// how many it filled.
+    pub(crate) fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut filled = 0;
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if filled == slices.len() {
+                break;
+            }
+            let bytes = if i == 0 {
+                &chunk[self.sent..]
+            } else {
+                &chunk[..]
+            };
+            if !bytes.is_empty() {
+                slices[filled] = IoSlice::new(bytes);
+                filled += 1;
+            }
+        }
+        filled
+    }
+
+    /// Records that the transport took the first `n` unwritten bytes.
+    pub(crate) fn consume(&mut self, mut n: usize) {
+        n = n.min(self.len);
+        self.len -= n;
+        while n > 0 || self.chunks.front().is_some_and(|c| c.len() == self.sent) {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let left = front.len() - self.sent;
+            if n < left {
+                self.sent += n;
+                break;
+            }
+            n -= left;
+            self.sent = 0;
+            let was_back = self.chunks.len() == 1;
+            let mut drained = self.chunks.pop_front().expect("a front chunk");
+            if was_back {
+                self.back_open = false;
+            }
+            // Keep one small encoding buffer; payloads handed over are dropped here.
+            if drained.capacity() <= KEEP_CAPACITY && drained.capacity() > self.spare.capacity() {
+                drained.clear();
+                self.spare = drained;
+            }
+        }
+    }
+
+    /// Frees every buffer once nothing is left to write (for idle connections).
+    pub(crate) fn release(&mut self) {
+        if self.is_empty() {
+            *self = OutputQueue::default();
+        }
+    }
+}
+
+/// The open encoding buffer, lent out; keeps the queue's byte count right when dropped.
+pub(crate) struct EncodeGuard<'a> {
+    buf: &'a mut Vec<u8>,
+    before: usize,
+    len: &'a mut usize,
+}
+
+impl std::ops::Deref for EncodeGuard<'_> {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        self.buf
+    }
+}
+
+impl std::ops::DerefMut for EncodeGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        self.buf
+    }
+}
+
+impl Drop for EncodeGuard<'_> {
+    fn drop(&mut self) {
+        // Frames are only ever appended.
+        *self.len += self.buf.len() - self.before;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Encode(Vec<u8>),
+        Owned(Vec<u8>),
+        Write(usize),
+        WriteVectored(usize, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(Op::Encode),
+            proptest::collection::vec(any::<u8>(), 0..6000).prop_map(Op::Owned),
+            (0usize..7000).prop_map(Op::Write),
+            (1usize..5, 0usize..9000).prop_map(|(n, b)| Op::WriteVectored(n, b)),
+        ]
+    }
+
+    proptest! {
+        // Whatever is queued comes out once, in order, however the writes split it.
+        #[test]
+        fn bytes_come_out_in_order(ops in proptest::collection::vec(op(), 0..60)) {
+            let mut queue = OutputQueue::default();
+            let mut expected = Vec::new();
+            let mut written = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Encode(bytes) => {
+                        queue.encode_buffer().extend_from_slice(&bytes);
+                        expected.extend_from_slice(&bytes);
+                    }
+                    Op::Owned(bytes) => {
+                        expected.extend_from_slice(&bytes);
+                        queue.push_owned(bytes);
+                    }
+                    Op::Write(n) => {
+                        let front = queue.front();
+                        let n = n.min(front.len());
+                        written.extend_from_slice(&front[..n]);
+                        queue.consume(n);
+                    }
+                    Op::WriteVectored(count, budget) => {
+                        let mut slices = [IoSlice::new(&[]); 4];
+                        let filled = queue.slices(&mut slices[..count]);
+                        let mut left = budget;
+                        let mut taken = 0;
+                        for slice in &slices[..filled] {
+                            let n = left.min(slice.len());
+                            written.extend_from_slice(&slice[..n]);
+                            taken += n;
+                            left -= n;
+                        }
+                        queue.consume(taken);
+                    }
+                }
+                prop_assert_eq!(queue.len(), expected.len() - written.len());
+                prop_assert_eq!(queue.is_empty(), queue.front().is_empty());
+            }
+            while !queue.is_empty() {
+                let front = queue.front().to_vec();
+                written.extend_from_slice(&front);
+                queue.consume(front.len());
+            }
+            prop_assert_eq!(written, expected);
+        }
+    }
+
+    #[test]
+    fn a_drained_queue_keeps_one_small_buffer_and_release_frees_it() {
+        let mut queue = OutputQueue::default();
+        queue.encode_buffer().extend_from_slice(b"abc");
+        queue.push_owned(vec![7; 10_000]);
+        queue.encode_buffer().extend_from_slice(b"de");
+        assert_eq!(queue.len(), 10_005);
+        queue.consume(10_005);
+        assert!(queue.is_empty());
+        assert!(queue.chunks.is_empty());
+        assert!(queue.spare.capacity() > 0 && queue.spare.capacity() <= KEEP_CAPACITY);
+        queue.release();
+        assert_eq!(queue.spare.capacity(), 0);
+    }
+}
