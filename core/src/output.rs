@@ -20,15 +20,13 @@ pub(crate) struct OutputQueue {
     back_open: bool,
     /// Unwritten bytes in all chunks.
     len: usize,
-    /// A drained encoding buffer kept for the next frames.
-    spare: Vec<u8>,
 }
 
 impl OutputQueue {
     /// The buffer to append frames to: the open back chunk, or a new one.
     pub(crate) fn encode_buffer(&mut self) -> EncodeGuard<'_> {
         if !self.back_open {
-            self.chunks.push_back(std::mem::take(&mut self.spare));
+            self.chunks.push_back(Vec::new());
             self.back_open = true;
         }
         let buf = self.chunks.back_mut().expect("an open back chunk");
@@ -47,8 +45,7 @@ impl OutputQueue {
         }
         // An open back chunk left empty would hide what follows from `front`.
         if self.back_open && self.chunks.back().is_some_and(|c| c.is_empty()) {
-            self.spare = self.chunks.pop_back().expect("the back chunk");
-            self.back_open = false;
+            self.chunks.pop_back();
         }
         self.len += payload.len();
         self.chunks.push_back(payload);
@@ -110,16 +107,18 @@ impl OutputQueue {
             }
             n -= left;
             self.sent = 0;
-            let was_back = self.chunks.len() == 1;
-            let mut drained = self.chunks.pop_front().expect("a front chunk");
-            if was_back {
+            if self.chunks.len() == 1 && self.back_open {
+                // The last chunk, our encoding buffer: kept for the next frames when
+                // small, so that steady small traffic allocates nothing.
+                let back = self.chunks.back_mut().expect("the back chunk");
+                if back.capacity() <= KEEP_CAPACITY {
+                    back.clear();
+                    break;
+                }
                 self.back_open = false;
             }
-            // Keep one small encoding buffer; payloads handed over are dropped here.
-            if drained.capacity() <= KEEP_CAPACITY && drained.capacity() > self.spare.capacity() {
-                drained.clear();
-                self.spare = drained;
-            }
+            // Payloads handed over, and large encoding buffers, are freed here.
+            self.chunks.pop_front();
         }
     }
 
@@ -238,9 +237,12 @@ mod tests {
         assert_eq!(queue.len(), 10_005);
         queue.consume(10_005);
         assert!(queue.is_empty());
-        assert!(queue.chunks.is_empty());
-        assert!(queue.spare.capacity() > 0 && queue.spare.capacity() <= KEEP_CAPACITY);
+        assert_eq!(queue.chunks.len(), 1, "the small encoding buffer is kept");
+        assert!(queue.chunks[0].capacity() > 0 && queue.chunks[0].capacity() <= KEEP_CAPACITY);
+        queue.encode_buffer().extend_from_slice(b"f");
+        assert_eq!((queue.chunks.len(), queue.front()), (1, &b"f"[..]));
+        queue.consume(1);
         queue.release();
-        assert_eq!(queue.spare.capacity(), 0);
+        assert_eq!(queue.chunks.capacity(), 0, "release frees everything");
     }
 }

@@ -36,9 +36,17 @@ const WRITE_SLICES: usize = 16;
 /// Reads per connection per turn before others get theirs.
 const READS_PER_TURN: usize = 16;
 
+/// What only a connection still in its opening handshake needs (boxed, so that an open
+/// connection does not carry it).
+struct Handshaking {
+    parser: ServerHandshake,
+    remote: SocketAddr,
+    accepted: Instant,
+}
+
 enum Phase<C> {
     /// Reading the handshake request.
-    Handshake(ServerHandshake),
+    Handshake(Box<Handshaking>),
     /// Writing an HTTP answer (refusal or plain HTTP), then closing.
     Responding,
     /// The WebSocket connection proper.
@@ -50,7 +58,6 @@ struct Conn<C> {
     /// Limits and timeouts: the loop's for accepted connections, the client's own for
     /// adopted ones.
     config: Arc<LoopConfig>,
-    remote: SocketAddr,
     shared: Arc<ConnShared>,
     phase: Phase<C>,
     /// HTTP bytes (101 or an error answer), written before any frame.
@@ -59,7 +66,6 @@ struct Conn<C> {
     interest: Interest,
     /// The earliest timer entry this connection has in the heap.
     scheduled: Option<Instant>,
-    accepted: Instant,
     last_input: Instant,
     ping_sent: Option<Instant>,
     /// When the closing handshake (or an HTTP answer) started.
@@ -80,7 +86,6 @@ impl<C> Conn<C> {
     /// A connection just accepted or adopted; `unread` holds bytes already received.
     fn new(
         transport: Transport,
-        remote: SocketAddr,
         shared: Arc<ConnShared>,
         config: Arc<LoopConfig>,
         phase: Phase<C>,
@@ -90,14 +95,12 @@ impl<C> Conn<C> {
         Conn {
             transport,
             config,
-            remote,
             shared,
             phase,
             http_out: Vec::new(),
             http_sent: 0,
             interest: Interest::READABLE,
             scheduled: None,
-            accepted: now,
             last_input: now,
             ping_sent: None,
             closing_since: None,
@@ -184,7 +187,7 @@ impl<C> Conn<C> {
     fn next_deadline(&self) -> Option<Instant> {
         let config = &*self.config;
         match &self.phase {
-            Phase::Handshake(_) => Some(self.accepted + config.handshake_timeout),
+            Phase::Handshake(hs) => Some(hs.accepted + config.handshake_timeout),
             Phase::Responding => self.closing_since.map(|t| t + config.close_timeout),
             Phase::Open { .. } => {
                 if let Some(since) = self.closing_since {
@@ -324,16 +327,16 @@ fn feed<H: Handler>(handler: &mut H, inner: &HandleInner, conn: &mut Conn<H::Con
     let Phase::Handshake(hs) = &mut conn.phase else {
         return feed_open(handler, inner, conn, data);
     };
-    let request = match hs.receive_data(data) {
+    let remote = hs.remote;
+    let request = match hs.parser.receive_data(data) {
         Ok(None) => return,
         Ok(Some(request)) => request,
         Err(error) => {
-            let _ = guarded(|| handler.on_bad_request(&error, conn.remote));
+            let _ = guarded(|| handler.on_bad_request(&error, remote));
             return conn.respond(error.response());
         }
     };
-    let leftover = hs.leftover().to_vec();
-    let remote = conn.remote;
+    let leftover = hs.parser.leftover().to_vec();
     let decision = match validate_upgrade(&request) {
         Err(HandshakeError::NotUpgrade) => guarded(|| handler.on_http_request(&request, remote))
             .map(Decision::Respond)
@@ -599,13 +602,16 @@ impl<H: Handler> EventLoop<H> {
                         },
                     };
                     let shared = Arc::new(ConnShared::new(key, &self.config));
-                    let handshake = ServerHandshake::new(self.config.max_request_size);
+                    let handshake = Handshaking {
+                        parser: ServerHandshake::new(self.config.max_request_size),
+                        remote,
+                        accepted: Instant::now(),
+                    };
                     entry.insert(Conn::new(
                         transport,
-                        remote,
                         shared,
                         self.config.clone(),
-                        Phase::Handshake(handshake),
+                        Phase::Handshake(Box::new(handshake)),
                         Vec::new(),
                     ));
                     self.update(key);
@@ -673,8 +679,8 @@ impl<H: Handler> EventLoop<H> {
             let tls = error
                 .get_ref()
                 .and_then(|e| e.downcast_ref::<rustls::Error>());
-            if let (Some(tls), Phase::Handshake(_)) = (tls, &conn.phase) {
-                let remote = conn.remote;
+            if let (Some(tls), Phase::Handshake(hs)) = (tls, &conn.phase) {
+                let remote = hs.remote;
                 let _ = guarded(|| self.handler.on_tls_error(tls, remote));
             }
             if let Phase::Open { core, app } = &mut conn.phase {
@@ -879,9 +885,6 @@ impl<H: Handler> EventLoop<H> {
             }
             return;
         }
-        let remote = socket
-            .peer_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         shared.set_token(key);
         let mut core = Connection::client(config.protocol.clone(), Box::new(OsRandom::new()));
         if let (Some(params), Some(ours)) = (&deflate, &config.deflate) {
@@ -895,9 +898,7 @@ impl<H: Handler> EventLoop<H> {
             None => Transport::plain(socket),
             Some(session) => Transport::tls(socket, (*session).into()),
         };
-        let conn = entry.insert(Conn::new(
-            transport, remote, shared, config, phase, leftover,
-        ));
+        let conn = entry.insert(Conn::new(transport, shared, config, phase, leftover));
         if let Phase::Open { core, app } = &mut conn.phase {
             match guarded(|| self.handler.on_open(app)) {
                 Ok(()) => self.handle.inner.apply_commands_for(&conn.shared, core),
