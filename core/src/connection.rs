@@ -299,6 +299,11 @@ impl Connection {
             return Err(error.clone());
         }
         let mut consumed = 0;
+        match self.receive_whole_message(input) {
+            Ok(0) => {}
+            Ok(used) => return Ok(used),
+            Err(error) => return Err(self.fail(error)),
+        }
         while !matches!(self.state, State::Closed(_)) && self.event.is_none() {
             let (used, part) = match self.decoder.decode(&input[consumed..]) {
                 Ok(step) => step,
@@ -343,6 +348,7 @@ impl Connection {
     // ----- events -----
 
     /// The next event decoded from the peer's bytes, in the order they arrived.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.event.take()
     }
@@ -351,6 +357,7 @@ impl Connection {
     /// traffic needs no allocation per message. The larger of this and the buffer already
     /// kept is kept; hand back only what the connection may hold while idle, or call
     /// [`release_memory`](Self::release_memory).
+    #[inline]
     pub fn recycle(&mut self, mut buffer: Vec<u8>) {
         if buffer.capacity() > self.spare.capacity() {
             buffer.clear();
@@ -670,6 +677,65 @@ impl Connection {
         error
     }
 
+    /// The common case in one step: `input` starts with a whole unfragmented,
+    /// uncompressed text or binary frame, taken as a message at once. Returns the bytes
+    /// used, 0 when the general path must decide (anything else, or not all there yet).
+    /// Exactly the general path's rules apply; it only skips its per-part bookkeeping.
+    fn receive_whole_message(&mut self, input: &[u8]) -> Result<usize, ProtocolError> {
+        if !matches!(self.state, State::Open)
+            || self.event.is_some()
+            || self.message.is_some()
+            || !self.decoder.at_frame_start()
+        {
+            return Ok(0);
+        }
+        let Some((header, header_len)) = FrameHeader::parse(input)? else {
+            return Ok(0);
+        };
+        let kind = match header.opcode {
+            OpCode::Text => MessageKind::Text,
+            OpCode::Binary => MessageKind::Binary,
+            _ => return Ok(0),
+        };
+        let end = header_len as u64 + header.payload_len;
+        // Large payloads take the general path, which validates UTF-8 slice by slice
+        // while the bytes are still in cache.
+        if !header.fin
+            || header.rsv != 0
+            || end > input.len() as u64
+            || header.payload_len > UNMASK_SLICE as u64
+        {
+            return Ok(0);
+        }
+        self.decoder.check(&header)?;
+        if header.payload_len > self.config.max_message_size {
+            return Err(ProtocolError::MessageTooLarge {
+                size: header.payload_len,
+                max: self.config.max_message_size,
+            });
+        }
+        let payload = &input[header_len..end as usize];
+        let mut data = std::mem::take(&mut self.spare);
+        data.clear();
+        data.reserve(payload.len());
+        match header.mask {
+            Some(key) => {
+                let ascii = extend_unmasked(&mut data, payload, key, 0);
+                if kind == MessageKind::Text && !ascii && std::str::from_utf8(&data).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+            }
+            None => {
+                if kind == MessageKind::Text && std::str::from_utf8(payload).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                data.extend_from_slice(payload);
+            }
+        }
+        self.emit(Event::Message { kind, data });
+        Ok(end as usize)
+    }
+
     fn on_header(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
         let discarding = matches!(self.state, State::LocalClosing);
         let rsv1 = header.rsv & 0b100 != 0;
@@ -831,9 +897,13 @@ impl Connection {
         Ok(())
     }
 
+    #[inline]
     fn emit(&mut self, event: Event) {
         debug_assert!(self.event.is_none(), "receive_data stops at each event");
-        self.event = Some(event);
+        // Written only when empty: the compiler then drops no old value.
+        if self.event.is_none() {
+            self.event = Some(event);
+        }
     }
 
     fn on_control(&mut self, opcode: OpCode) -> Result<(), ProtocolError> {

@@ -124,8 +124,13 @@ impl FrameDecoder {
         }
     }
 
+    /// True between frames with no header bytes held: the next input starts a frame.
+    pub(crate) fn at_frame_start(&self) -> bool {
+        matches!(self.state, DecodeState::Header { len: 0, .. })
+    }
+
     /// The rules a single header must satisfy.
-    fn check(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+    pub(crate) fn check(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
         let reserved = header.rsv & !self.allowed_rsv;
         if reserved != 0 {
             return Err(ProtocolError::ReservedBits(reserved));
