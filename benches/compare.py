@@ -121,6 +121,7 @@ def main():
     perf = shutil.which("perf") is not None
 
     results = {name: {} for name in servers}
+    failures = []
 
     def note(name, column, value):
         results[name].setdefault(column, []).append(value)
@@ -132,6 +133,7 @@ def main():
                 with Server(name, opts.threads, server_cpus) as server:
                     out = loadgen("echo", server, args, opts.seconds, [], "1")
                 if out is None:
+                    failures.append(f"{name}: {' '.join(args)}")
                     print(f"  {name}: {' '.join(args)}: run failed", file=sys.stderr)
                     continue
                 print(f"  rep {rep + 1} {name:<24} {' '.join(args)}: "
@@ -147,12 +149,16 @@ def main():
                     with Server(name, opts.threads, server_cpus) as server:
                         out = loadgen("echo", server, args, min(opts.seconds, 1.0),
                                       ["--syscalls"], "1")
-                    if out and "server_syscalls_per_msg" in out:
+                    if out is None:
+                        failures.append(f"{name}: {title}")
+                    elif "server_syscalls_per_msg" in out:
                         note(name, title, float(out["server_syscalls_per_msg"]))
         for name in order:
             with Server(name, opts.threads, server_cpus) as server:
                 out = loadgen("idle", server, ["--conns", str(opts.idle_conns)], 0, [], "1")
-            if out and "bytes_per_conn" in out:
+            if out is None:
+                failures.append(f"{name}: idle")
+            elif "bytes_per_conn" in out:
                 note(name, f"memory per idle conn ({opts.idle_conns}) (KiB)",
                      float(out["bytes_per_conn"]) / 1024)
 
@@ -194,6 +200,8 @@ def main():
     if opts.json:
         with open(opts.json, "w") as f:
             json.dump({"options": vars(opts), "runs": results}, f, indent=1)
+    if failures:
+        raise SystemExit(f"{len(failures)} runs failed: {'; '.join(failures)}")
 
 
 if __name__ == "__main__":

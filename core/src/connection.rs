@@ -188,6 +188,15 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// Keeps the larger of two buffers in `spare`, emptied.
+#[inline]
+fn keep_larger(spare: &mut Vec<u8>, mut buffer: Vec<u8>) {
+    if buffer.capacity() > spare.capacity() {
+        buffer.clear();
+        *spare = buffer;
+    }
+}
+
 /// Payloads handed over by value from this size up are queued as they are instead of
 /// being copied behind their frame header (below it, a copy costs less than a chunk).
 const HAND_OVER_MIN: usize = 16 << 10;
@@ -358,11 +367,8 @@ impl Connection {
     /// kept is kept; hand back only what the connection may hold while idle, or call
     /// [`release_memory`](Self::release_memory).
     #[inline]
-    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
-        if buffer.capacity() > self.spare.capacity() {
-            buffer.clear();
-            self.spare = buffer;
-        }
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        keep_larger(&mut self.spare, buffer);
     }
 
     /// Frees the recycled buffer, a drained output buffer, and compression state that
@@ -477,7 +483,11 @@ impl Connection {
     /// [`pending_output`](Self::pending_output), or of the slices of
     /// [`pending_output_vectored`](Self::pending_output_vectored) in order).
     pub fn consume_output(&mut self, n: usize) {
-        self.output.consume(n);
+        // A payload sent by value and now written is kept for the next incoming message:
+        // an echo of large messages then reuses one buffer instead of faulting in fresh
+        // pages for every message.
+        let spare = &mut self.spare;
+        self.output.consume(n, |buffer| keep_larger(spare, buffer));
     }
 
     /// True while bytes are waiting to be written.
@@ -782,9 +792,15 @@ impl Connection {
                 self.message_data = std::mem::take(&mut self.spare);
             }
             if keep {
-                // Bounded: an announced length is not trusted with a large allocation.
-                let expected = header.payload_len.min(UNMASK_SLICE as u64 * 8) as usize;
-                self.message_data.reserve(expected);
+                // Room for the whole announced frame (within the limits checked above): a
+                // large frame then fills one buffer instead of being copied at every
+                // doubling. The pages are only touched as bytes arrive, so a peer that
+                // announces much and sends little costs address space, not memory; when
+                // even the address space is refused, the buffer grows as bytes arrive.
+                let expected = header.payload_len as usize;
+                if self.message_data.try_reserve(expected).is_err() {
+                    self.message_data.reserve(expected.min(UNMASK_SLICE * 8));
+                }
             }
         }
         self.frame = Some(CurrentFrame { header, keep });

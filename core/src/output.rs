@@ -92,8 +92,9 @@ impl OutputQueue {
         filled
     }
 
-    /// Records that the transport took the first `n` unwritten bytes.
-    pub(crate) fn consume(&mut self, mut n: usize) {
+    /// Records that the transport took the first `n` unwritten bytes; every chunk that
+    /// leaves the queue is handed to `drained` (payloads handed over, for reuse).
+    pub(crate) fn consume(&mut self, mut n: usize, mut drained: impl FnMut(Vec<u8>)) {
         n = n.min(self.len);
         self.len -= n;
         while n > 0 || self.chunks.front().is_some_and(|c| c.len() == self.sent) {
@@ -117,8 +118,10 @@ impl OutputQueue {
                 }
                 self.back_open = false;
             }
-            // Payloads handed over, and large encoding buffers, are freed here.
-            self.chunks.pop_front();
+            // Payloads handed over, and large encoding buffers, leave here.
+            if let Some(chunk) = self.chunks.pop_front() {
+                drained(chunk);
+            }
         }
     }
 
@@ -200,7 +203,7 @@ mod tests {
                         let front = queue.front();
                         let n = n.min(front.len());
                         written.extend_from_slice(&front[..n]);
-                        queue.consume(n);
+                        queue.consume(n, drop);
                     }
                     Op::WriteVectored(count, budget) => {
                         let mut slices = [IoSlice::new(&[]); 4];
@@ -213,7 +216,7 @@ mod tests {
                             taken += n;
                             left -= n;
                         }
-                        queue.consume(taken);
+                        queue.consume(taken, drop);
                     }
                 }
                 prop_assert_eq!(queue.len(), expected.len() - written.len());
@@ -222,7 +225,7 @@ mod tests {
             while !queue.is_empty() {
                 let front = queue.front().to_vec();
                 written.extend_from_slice(&front);
-                queue.consume(front.len());
+                queue.consume(front.len(), drop);
             }
             prop_assert_eq!(written, expected);
         }
@@ -235,13 +238,13 @@ mod tests {
         queue.push_owned(vec![7; 10_000]);
         queue.encode_buffer().extend_from_slice(b"de");
         assert_eq!(queue.len(), 10_005);
-        queue.consume(10_005);
+        queue.consume(10_005, drop);
         assert!(queue.is_empty());
         assert_eq!(queue.chunks.len(), 1, "the small encoding buffer is kept");
         assert!(queue.chunks[0].capacity() > 0 && queue.chunks[0].capacity() <= KEEP_CAPACITY);
         queue.encode_buffer().extend_from_slice(b"f");
         assert_eq!((queue.chunks.len(), queue.front()), (1, &b"f"[..]));
-        queue.consume(1);
+        queue.consume(1, drop);
         queue.release();
         assert_eq!(queue.chunks.capacity(), 0, "release frees everything");
     }

@@ -533,6 +533,31 @@ fn limit_is_enforced_on_the_header_before_buffering() {
 }
 
 #[test]
+fn a_payload_sent_by_value_is_written_from_its_buffer_then_reused() {
+    let mut server = Connection::server(Config::default());
+    let payload = vec![7u8; 100_000];
+    let ptr = payload.as_ptr();
+    server.send_binary_owned(payload).unwrap();
+    // The header from our buffer, then the payload from the application's, not a copy.
+    assert_eq!(
+        server.pending_output(),
+        [0x82, 127, 0, 0, 0, 0, 0, 1, 0x86, 0xa0]
+    );
+    server.consume_output(10);
+    assert_eq!(server.pending_output().as_ptr(), ptr);
+    assert_eq!(server.pending_output_len(), 100_000);
+    server.consume_output(100_000);
+    assert!(!server.wants_write());
+    // Once written, the buffer takes the next incoming message.
+    let wire = masked(OpCode::Binary, true, b"next");
+    assert_eq!(server.receive_data(&wire), Ok(wire.len()));
+    let Some(Event::Message { data, .. }) = server.poll_event() else {
+        panic!("no message")
+    };
+    assert_eq!((data.as_slice(), data.as_ptr()), (&b"next"[..], ptr));
+}
+
+#[test]
 fn recycled_buffers_are_reused() {
     let mut server = Connection::server(Config::default());
     let mut buffer = Vec::with_capacity(1024);

@@ -736,6 +736,9 @@ impl<H: Handler> EventLoop<H> {
         if unwritten == 0 && !conn.in_ready {
             // Going back to waiting: an idle connection keeps no buffers. Within a burst
             // the buffers are reused, so this costs one allocation per wake-up at most.
+            // (Keeping large buffers over a quiet spell was measured: no faster for 16 MiB
+            // echoes, since the allocator reuses the freed memory anyway, and it held
+            // every busy connection's peak for the whole spell.)
             if let Phase::Open { core, .. } = &mut conn.phase {
                 core.release_memory();
             }

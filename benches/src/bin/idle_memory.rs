@@ -1,14 +1,15 @@
 //! Load test: the server's memory per idle WebSocket connection.
 //!
 //!     cargo build --release -p ws6455-server -p ws6455-benches
-//!     target/release/idle_memory [CONNECTIONS] [SERVER_BINARY] [--tls] [--deflate | --deflate-no-context]
+//!     target/release/idle_memory [CONNECTIONS] [SERVER_BINARY] [--tls] [--deflate | --deflate-no-context] [--message-size BYTES]
 //!
 //! Starts `ws6455-server --mode echo` on a free port of 127.0.0.1 as a child process, opens
 //! CONNECTIONS WebSocket connections to it (plain blocking sockets, so the client's memory
 //! is not the server's), and reads the server's resident memory (VmRSS, Linux) at three
 //! points: before any connection; with every connection open and idle after its
-//! handshake; and again after every connection echoed one 64 KiB message (to show that
-//! buffers are released once a connection is idle again). Needs `ulimit -n` above
+//! handshake; and again after every connection echoed one 64 KiB message (or
+//! `--message-size` bytes) and half a second passed (to show that buffers are released once
+//! a connection is idle again: at once below 256 KiB, after 250 ms of quiet above). Needs `ulimit -n` above
 //! CONNECTIONS + 100 for both processes. Kernel socket buffers are not counted: VmRSS is
 //! the process's own memory. With `--tls` the server serves wss:// with a self-signed
 //! certificate made here, and every connection is TLS (rustls on the client side too).
@@ -131,6 +132,15 @@ fn main() {
         .unwrap_or_else(|| "target/release/ws6455-server".into());
     let flags: Vec<String> = args.collect();
     let tls = flags.iter().any(|f| f == "--tls");
+    let message_size = flags
+        .iter()
+        .position(|f| f == "--message-size")
+        .map_or(MESSAGE_SIZE, |i| {
+            flags
+                .get(i + 1)
+                .and_then(|n| n.parse().ok())
+                .expect("--message-size BYTES")
+        });
     let no_context = flags.iter().any(|f| f == "--deflate-no-context");
     let deflate = no_context || flags.iter().any(|f| f == "--deflate");
     let request = match (deflate, no_context) {
@@ -237,7 +247,7 @@ fn main() {
             .expect("a valid answer")
             .expect("permessage-deflate")
     });
-    let payload = vec![b'x'; MESSAGE_SIZE];
+    let payload = vec![b'x'; message_size];
     let mut frame = Vec::new();
     encode_frame(
         &mut frame,
