@@ -54,8 +54,13 @@ fuzz_target!(|data: &[u8]| {
             }
             while let Some(event) = conn.poll_event() {
                 if let ws6455_core::Event::Message { data, .. } = event {
-                    // Echo, as an application would; refused once closing.
-                    let _ = conn.send_binary(&data);
+                    // Echo, as an application would (by value when the length is
+                    // odd, by reference when even); refused once closing.
+                    let _ = if data.len() % 2 == 1 {
+                        conn.send_binary_owned(data)
+                    } else {
+                        conn.send_binary(&data)
+                    };
                 }
             }
             if rest.is_empty() {
@@ -75,9 +80,12 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {}
         }
-        let pending = conn.pending_output().len();
-        output.extend_from_slice(conn.pending_output());
-        conn.consume_output(pending);
+        // Output may be in several chunks.
+        while conn.wants_write() {
+            let pending = conn.pending_output().len();
+            output.extend_from_slice(conn.pending_output());
+            conn.consume_output(pending);
+        }
     }
     conn.receive_eof();
     assert!(conn.close_status().is_some());
