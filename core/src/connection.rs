@@ -188,6 +188,28 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// What a data frame's header reserves at most before its bytes arrive.
+const HEADER_RESERVE: u64 = 1 << 20;
+/// A kept buffer up to this size is handed out for any message.
+const SMALL_SPARE: usize = 64 << 10;
+
+/// Makes room in `buf` for `incoming` more bytes of a frame that has `frame_left` bytes
+/// still to come (`incoming` included). It grows toward the announced length, but to at
+/// most four times what has actually arrived: a large frame is copied twice or so on its
+/// way up instead of at every doubling, while a peer that announces much and sends little
+/// reserves at most four times what it sent.
+fn grow_for(buf: &mut Vec<u8>, incoming: usize, frame_left: u64) {
+    let needed = buf.len() + incoming;
+    if needed <= buf.capacity() {
+        return;
+    }
+    let cap = needed.saturating_mul(4) as u64;
+    let target = (buf.len() as u64 + frame_left).min(cap) as usize;
+    if buf.try_reserve(target - buf.len()).is_err() {
+        buf.reserve(incoming);
+    }
+}
+
 /// Keeps the larger of two buffers in `spare`, emptied.
 #[inline]
 fn keep_larger(spare: &mut Vec<u8>, mut buffer: Vec<u8>) {
@@ -725,8 +747,7 @@ impl Connection {
             });
         }
         let payload = &input[header_len..end as usize];
-        let mut data = std::mem::take(&mut self.spare);
-        data.clear();
+        let mut data = self.take_spare(header.payload_len);
         data.reserve(payload.len());
         match header.mask {
             Some(key) => {
@@ -744,6 +765,17 @@ impl Connection {
         }
         self.emit(Event::Message { kind, data });
         Ok(end as usize)
+    }
+
+    /// The kept buffer for a message whose first frame announces `len` bytes, unless it
+    /// is far larger than that: a small message must not hand the application a buffer
+    /// that holds on to a large message's allocation.
+    fn take_spare(&mut self, len: u64) -> Vec<u8> {
+        if self.spare.capacity() as u64 <= len.saturating_mul(4).max(SMALL_SPARE as u64) {
+            std::mem::take(&mut self.spare)
+        } else {
+            Vec::new()
+        }
     }
 
     fn on_header(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
@@ -789,18 +821,13 @@ impl Connection {
             }
             self.message_len = size;
             if keep && self.message_data.capacity() == 0 {
-                self.message_data = std::mem::take(&mut self.spare);
+                self.message_data = self.take_spare(header.payload_len);
             }
             if keep {
-                // Room for the whole announced frame (within the limits checked above): a
-                // large frame then fills one buffer instead of being copied at every
-                // doubling. The pages are only touched as bytes arrive, so a peer that
-                // announces much and sends little costs address space, not memory; when
-                // even the address space is refused, the buffer grows as bytes arrive.
-                let expected = header.payload_len as usize;
-                if self.message_data.try_reserve(expected).is_err() {
-                    self.message_data.reserve(expected.min(UNMASK_SLICE * 8));
-                }
+                // Bounded: an announced length is trusted only as far as `grow_for`
+                // allows once bytes arrive.
+                let expected = header.payload_len.min(HEADER_RESERVE) as usize;
+                self.message_data.reserve(expected);
             }
         }
         self.frame = Some(CurrentFrame { header, keep });
@@ -827,6 +854,8 @@ impl Connection {
         if frame.keep && self.compressed {
             self.inflate_payload(data, header.mask, offset)?;
         } else if frame.keep {
+            let frame_left = header.payload_len - offset;
+            grow_for(&mut self.message_data, data.len(), frame_left);
             let text = self.message == Some(MessageKind::Text);
             let key = header.mask.unwrap_or([0; 4]);
             for (i, slice) in data.chunks(UNMASK_SLICE).enumerate() {
@@ -996,4 +1025,65 @@ fn truncate_utf8(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked_header(len: u64) -> Vec<u8> {
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: OpCode::Binary,
+            mask: Some([0; 4]),
+            payload_len: len,
+        };
+        let mut head = [0u8; crate::frame::MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        head[..n].to_vec()
+    }
+
+    // A peer that announces a 16 MiB frame and sends little gets a bounded reservation,
+    // growing with what it actually sends.
+    #[test]
+    fn an_announced_length_is_trusted_only_as_bytes_arrive() {
+        let mut server = Connection::server(Config::default());
+        let mut wire = masked_header(16 << 20);
+        wire.extend_from_slice(&[1; 10]);
+        assert_eq!(server.receive_data(&wire), Ok(wire.len()));
+        assert!(server.message_data.capacity() <= HEADER_RESERVE as usize);
+        server.receive_data(&vec![2; 2 << 20]).unwrap();
+        let capacity = server.message_data.capacity();
+        assert!(capacity >= 2 << 20, "room for what arrived");
+        assert!(
+            capacity <= 4 * ((2 << 20) + 10),
+            "at most 4x what arrived: {capacity}"
+        );
+    }
+
+    // A large frame that arrives in pieces fills a buffer grown a few times, to its size.
+    #[test]
+    fn a_large_frame_grows_its_buffer_a_few_times_only() {
+        let mut server = Connection::server(Config::default());
+        let size = 16 << 20;
+        let head = masked_header(size);
+        assert_eq!(server.receive_data(&head), Ok(head.len()));
+        let mut growths = 0;
+        let mut capacity = server.message_data.capacity();
+        let piece = vec![3u8; 256 << 10];
+        for _ in 0..size / piece.len() as u64 {
+            assert_eq!(server.receive_data(&piece), Ok(piece.len()));
+            if server.message_data.capacity() != capacity {
+                growths += 1;
+                capacity = server.message_data.capacity();
+            }
+        }
+        let Some(Event::Message { data, .. }) = server.poll_event() else {
+            panic!("no message");
+        };
+        assert_eq!(data.len() as u64, size);
+        assert!(growths <= 3, "{growths} growths");
+        assert!(data.capacity() as u64 <= size + (1 << 20));
+    }
 }

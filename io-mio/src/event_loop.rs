@@ -657,7 +657,9 @@ impl<H: Handler> EventLoop<H> {
                     let data = &self.read_buf[..n];
                     feed(&mut self.handler, &self.handle.inner, conn, data);
                     // Saves the read that would return WouldBlock: one syscall per
-                    // message at one message in flight.
+                    // message at one message in flight. (TCP urgent data also ends a
+                    // read short without a new edge; it only stalls the connection that
+                    // sent it, whose stream it corrupts anyway.)
                     if conn.unread.is_empty()
                         && !conn.read_closed
                         && conn.transport.short_read_drains(n, self.read_buf.len())

@@ -148,13 +148,6 @@ impl Transport {
         &mut self.socket
     }
 
-    /// Reads application bytes into `buf`. `Ok(0)` is the end of the stream (TCP FIN, or
-    /// TLS close_notify). `Interrupted` means "call again": TLS records were processed
-    /// without producing application bytes yet, and the socket may hold more.
-    ///
-    /// TLS reads the socket into `scratch` (a buffer the loop lends to all its TLS
-    /// connections) in large reads and hands the records to rustls from there: rustls'
-    /// own socket reads are 4 KiB at a time, which costs a system call per 4 KiB.
     /// True when a read of `n` bytes into a buffer of `capacity` bytes proves that the
     /// socket had nothing more at that moment, so that the next read would only return
     /// `WouldBlock` and can be skipped: a short read of a plain TCP socket on Linux, whose
@@ -164,6 +157,13 @@ impl Transport {
         cfg!(any(target_os = "linux", target_os = "android")) && self.tls.is_none() && n < capacity
     }
 
+    /// Reads application bytes into `buf`. `Ok(0)` is the end of the stream (TCP FIN, or
+    /// TLS close_notify). `Interrupted` means "call again": TLS records were processed
+    /// without producing application bytes yet, and the socket may hold more.
+    ///
+    /// TLS reads the socket into `scratch` (a buffer the loop lends to all its TLS
+    /// connections) in large reads and hands the records to rustls from there: rustls'
+    /// own socket reads are 4 KiB at a time, which costs a system call per 4 KiB.
     pub(crate) fn read(&mut self, buf: &mut [u8], scratch: &mut Vec<u8>) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.socket.read(buf);
@@ -209,18 +209,40 @@ impl Transport {
         Err(io::ErrorKind::Interrupted.into())
     }
 
-    /// Takes application bytes from the start of `buf`; returns how many (never 0 for a
-    /// non-empty `buf`). `WouldBlock` when the socket takes nothing.
-    /// Writes from several buffers in order: one `writev` on plain TCP; under TLS the
-    /// first buffer only (rustls copies into records anyway).
+    /// Takes application bytes from several buffers in order, like [`write`](Self::write):
+    /// one `writev` on plain TCP; under TLS, rustls seals what it takes of all of them
+    /// into one run of records (so a frame header and its payload do not go out as
+    /// records and segments of their own), at most 256 KiB per call.
     pub(crate) fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match (&self.tls, bufs) {
-            (None, _) => self.socket.write_vectored(bufs),
-            (Some(_), [first, ..]) => self.write(first),
-            (Some(_), []) => Ok(0),
+        let Some(tls) = &mut self.tls else {
+            return self.socket.write_vectored(bufs);
+        };
+        if !Self::write_records(tls, &mut self.socket)? {
+            return Err(would_block());
         }
+        let mut limited = [io::IoSlice::new(&[]); 16];
+        let mut count = 0;
+        let mut budget = TLS_WRITE_CHUNK;
+        for buf in bufs.iter().take(limited.len()) {
+            if budget == 0 {
+                break;
+            }
+            let take = buf.len().min(budget);
+            limited[count] = io::IoSlice::new(&buf[..take]);
+            count += 1;
+            budget -= take;
+        }
+        let taken = tls.writer().write_vectored(&limited[..count])?;
+        if taken == 0 && count > 0 {
+            // rustls's own buffer is full (only while it is still handshaking).
+            return Err(would_block());
+        }
+        Self::write_records(tls, &mut self.socket)?;
+        Ok(taken)
     }
 
+    /// Takes application bytes from the start of `buf`; returns how many (never 0 for a
+    /// non-empty `buf`). `WouldBlock` when the socket takes nothing.
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.socket.write(buf);

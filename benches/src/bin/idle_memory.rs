@@ -275,7 +275,11 @@ fn main() {
             client.enable_deflate(params, &ws6455_core::DeflateConfig::default());
             client.send_binary(&payload).expect("encode");
             client.send_text(&"y".repeat(100)).expect("encode");
-            stream.write_all(client.pending_output()).expect("send");
+            while client.wants_write() {
+                let n = client.pending_output().len();
+                stream.write_all(client.pending_output()).expect("send");
+                client.consume_output(n);
+            }
         } else {
             stream.write_all(&frame).expect("send");
             stream.write_all(&small).expect("send");
