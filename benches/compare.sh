@@ -10,7 +10,9 @@
 # Takes about 7 minutes with the defaults on a 2-core machine.
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release -q -p ws6455-server -p ws6455-benches --bin loadgen --examples
+# Two builds: a `--bin` filter would apply to both packages and skip the server binary.
+cargo build --release -q -p ws6455-server --bins
+cargo build --release -q -p ws6455-benches --bin loadgen --examples
 # 10k idle connections need a descriptor each on both sides.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 exec python3 benches/compare.py "$@"

@@ -4,7 +4,7 @@
 //! are what survives a noisy shared machine.
 
 use criterion::{black_box, criterion_main, BenchmarkId, Criterion, Throughput};
-use ws6455_benches::masked_frames;
+use ws6455_benches::{frames_per_batch, masked_frames};
 use ws6455_core::encoder::encode_frame;
 use ws6455_core::frame::OpCode;
 use ws6455_core::mask::{apply_mask, apply_mask_bytewise};
@@ -19,12 +19,6 @@ const SIZES: [(usize, &str); 6] = [
     (1 << 20, "1MiB"),
     (16 << 20, "16MiB"),
 ];
-
-/// Small frames are measured in batches of about 64 KiB so that one iteration is long
-/// enough to time; the throughput counts payload bytes.
-fn frames_per_batch(size: usize) -> usize {
-    ((64 << 10) / size).max(1)
-}
 
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use criterion::{black_box, criterion_main, BenchmarkId, Criterion, Throughput};
-use ws6455_benches::masked_frames;
+use ws6455_benches::{frames_per_batch, masked_frames};
 use ws6455_core::{Config, Connection, Event};
 
 const SIZES: [(usize, &str); 5] = [
@@ -85,12 +85,6 @@ impl tokio::io::AsyncWrite for Replay {
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
-}
-
-/// Small frames are measured in batches of about 64 KiB so that an iteration is long
-/// enough to time; the throughput counts payload bytes.
-fn frames_per_batch(size: usize) -> usize {
-    ((64 << 10) / size).max(1)
 }
 
 fn decode_peers(c: &mut Criterion) {

@@ -15,3 +15,9 @@ pub fn masked_frames(size: usize, count: usize, text: bool) -> Vec<u8> {
     }
     out
 }
+
+/// How many frames of `size` payload bytes make one measured batch: about 64 KiB, so that
+/// an iteration over small frames is long enough to time (throughput counts payload).
+pub fn frames_per_batch(size: usize) -> usize {
+    ((64 << 10) / size).max(1)
+}
