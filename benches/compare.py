@@ -103,7 +103,7 @@ def loadgen(mode, server, args, seconds, extra, cpus):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (medians are printed)")
     parser.add_argument("--idle-conns", type=int, default=10_000)
