@@ -569,13 +569,9 @@ impl Connection {
         what: &'static str,
     ) -> Result<(), SendError> {
         self.require_open(what)?;
-        match &mut self.deflate {
-            Some(codec) if data.len() >= codec.threshold => {
-                let mut compressed = Vec::new();
-                codec.compress(data, &mut compressed);
-                self.queue_message(opcode, 0b100, &compressed);
-            }
-            _ => self.queue_message(opcode, 0, data),
+        match self.compress(data) {
+            Some(compressed) => self.queue_owned(opcode, 0b100, compressed),
+            None => self.queue_message(opcode, 0, data),
         }
         Ok(())
     }
@@ -583,23 +579,37 @@ impl Connection {
     fn send_message_owned(
         &mut self,
         opcode: OpCode,
-        mut data: Vec<u8>,
+        data: Vec<u8>,
         what: &'static str,
     ) -> Result<(), SendError> {
         self.require_open(what)?;
-        let mut rsv = 0;
-        if let Some(codec) = self.deflate.as_mut().filter(|c| data.len() >= c.threshold) {
-            let mut compressed = Vec::new();
-            codec.compress(&data, &mut compressed);
-            (rsv, data) = (0b100, compressed);
+        match self.compress(&data) {
+            Some(compressed) => self.queue_owned(opcode, 0b100, compressed),
+            None => self.queue_owned(opcode, 0, data),
         }
+        Ok(())
+    }
+
+    /// The compressed payload, when deflate is on and `data` reaches its threshold.
+    fn compress(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        let codec = self
+            .deflate
+            .as_mut()
+            .filter(|c| data.len() >= c.threshold)?;
+        let mut compressed = Vec::new();
+        codec.compress(data, &mut compressed);
+        Some(compressed)
+    }
+
+    /// Frames a payload we own: a large unfragmented one is queued as it is behind its
+    /// header (masked in place on a client), anything else is copied by `queue_message`.
+    fn queue_owned(&mut self, opcode: OpCode, rsv: u8, mut data: Vec<u8>) {
         let fragmented = self
             .config
             .fragment_size
             .is_some_and(|size| data.len() > size.max(1));
         if fragmented || data.len() < HAND_OVER_MIN {
-            self.queue_message(opcode, rsv, &data);
-            return Ok(());
+            return self.queue_message(opcode, rsv, &data);
         }
         let mask = self.next_mask();
         if let Some(key) = mask {
@@ -614,7 +624,6 @@ impl Connection {
             mask,
         );
         self.output.push_owned(data);
-        Ok(())
     }
 
     /// Frames a message's payload (fragmented per the config); `rsv` goes on the first
