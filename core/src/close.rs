@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::error::{ProtocolError, SendError};
+
 /// A close status code as carried in a Close frame or reported to the application.
 ///
 /// The named constants are the codes of the IANA registry. Whether a code may appear on
@@ -85,6 +87,81 @@ pub struct CloseFrame {
     pub reason: String,
 }
 
+/// Who asks for a Close frame: the rules differ (RFC 6455 section 7.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Closer {
+    /// The application: 1000 or 3000-4999 only.
+    Application,
+    /// The engine or its driver: any code valid on the wire (1001 on shutdown, 1008 on a
+    /// policy breach, 1011 after a handler failure...).
+    Engine,
+}
+
+/// Checks a Close that `by` wants to send: the code must be one it may send, the reason
+/// at most 123 bytes. The one place these rules live; drivers call it to refuse a close at
+/// once, on the caller's thread, before anything is queued.
+pub fn check_close(code: CloseCode, reason: &str, by: Closer) -> Result<(), SendError> {
+    let allowed = match by {
+        Closer::Application => code.is_application_code(),
+        Closer::Engine => code.is_valid_on_wire(),
+    };
+    if !allowed {
+        return Err(SendError::InvalidCloseCode(code.0));
+    }
+    if reason.len() > MAX_CLOSE_REASON {
+        return Err(SendError::CloseReasonTooLong(reason.len()));
+    }
+    Ok(())
+}
+
+/// Parses and validates a received Close frame's payload (RFC 6455 sections 5.5.1 and
+/// 7.4): empty (1005), or a code valid on the wire and a UTF-8 reason. Anything else is a
+/// protocol error (1002).
+pub fn parse_close_payload(payload: &[u8]) -> Result<CloseFrame, ProtocolError> {
+    match payload {
+        [] => Ok(CloseFrame {
+            code: CloseCode::NO_STATUS,
+            reason: String::new(),
+        }),
+        [_] => Err(ProtocolError::ClosePayloadTooShort),
+        [hi, lo, reason @ ..] => {
+            let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+            if !code.is_valid_on_wire() {
+                return Err(ProtocolError::InvalidCloseCode(code.0));
+            }
+            let reason = std::str::from_utf8(reason)
+                .map_err(|_| ProtocolError::InvalidCloseReason)?
+                .to_owned();
+            Ok(CloseFrame { code, reason })
+        }
+    }
+}
+
+/// The longest prefix of `text` that fits a Close frame (123 bytes) and ends on a
+/// character boundary: for reasons the engine writes itself (error descriptions).
+pub fn truncate_reason(text: &str) -> &str {
+    if text.len() <= MAX_CLOSE_REASON {
+        return text;
+    }
+    let mut end = MAX_CLOSE_REASON;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Writes a Close payload into `buf` and returns its length: empty for 1005 ("no code"),
+/// else the code and the reason cut to fit.
+pub(crate) fn encode_close_payload(code: CloseCode, reason: &str, buf: &mut [u8; 125]) -> usize {
+    if code == CloseCode::NO_STATUS {
+        return 0;
+    }
+    let reason = truncate_reason(reason);
+    buf[..2].copy_from_slice(&code.0.to_be_bytes());
+    buf[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+    2 + reason.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +180,55 @@ mod tests {
         for code in invalid {
             assert!(!CloseCode(code).is_valid_on_wire(), "{code}");
         }
+    }
+
+    #[test]
+    fn close_checks_by_sender() {
+        assert_eq!(check_close(CloseCode(4000), "ok", Closer::Application), Ok(()));
+        assert_eq!(
+            check_close(CloseCode(1001), "", Closer::Application),
+            Err(SendError::InvalidCloseCode(1001))
+        );
+        assert_eq!(check_close(CloseCode(1001), "", Closer::Engine), Ok(()));
+        assert_eq!(
+            check_close(CloseCode(1005), "", Closer::Engine),
+            Err(SendError::InvalidCloseCode(1005))
+        );
+        let long = "x".repeat(124);
+        assert_eq!(
+            check_close(CloseCode(1000), &long, Closer::Application),
+            Err(SendError::CloseReasonTooLong(124))
+        );
+    }
+
+    #[test]
+    fn close_payloads_parse_by_the_rules() {
+        assert_eq!(parse_close_payload(&[]).unwrap().code, CloseCode::NO_STATUS);
+        assert_eq!(
+            parse_close_payload(&[3]),
+            Err(ProtocolError::ClosePayloadTooShort)
+        );
+        assert_eq!(
+            parse_close_payload(&[0x03, 0xed]),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            parse_close_payload(&[0x03, 0xe8, 0xff]),
+            Err(ProtocolError::InvalidCloseReason)
+        );
+        let frame = parse_close_payload(&[0x0f, 0xa0, b'h', b'i']).unwrap();
+        assert_eq!((frame.code, frame.reason.as_str()), (CloseCode(4000), "hi"));
+    }
+
+    #[test]
+    fn reasons_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(100);
+        let cut = truncate_reason(&text);
+        assert!(cut.len() <= MAX_CLOSE_REASON && cut.len() >= MAX_CLOSE_REASON - 1);
+        assert!(text.starts_with(cut));
+        let mut buf = [0u8; 125];
+        assert_eq!(encode_close_payload(CloseCode::NO_STATUS, "x", &mut buf), 0);
+        assert_eq!(encode_close_payload(CloseCode(1000), &text, &mut buf), 2 + cut.len());
     }
 
     #[test]

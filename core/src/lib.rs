@@ -9,25 +9,37 @@
 //!
 //! | module | does |
 //! | --- | --- |
-//! | [`handshake`] | the opening handshake, server ([`handshake::ServerHandshake`]) and client ([`handshake::ClientHandshake`]) |
+//! | [`accept`] | a server connection from its first byte: [`accept::Acceptor`] reads the request, the application accepts ([`Connection`] with the 101 queued) or answers over HTTP |
+//! | [`connect`] | a client connection from its first byte: [`connect::Connector`] writes the request and turns the 101 into a [`Connection`] |
+//! | [`handshake`] | the opening handshake's parts: request and response parsing, validation, answers |
+//! | [`config`] | [`Config`]: limits, timeouts and extensions, one for both roles |
 //! | [`frame`] | the frame header: opcodes, parse, encode |
 //! | [`decoder`] | incremental frame decoding with the per-frame rules |
 //! | [`encoder`] | frame encoding into a caller-owned buffer |
 //! | [`mask`] | payload masking, word at a time |
 //! | [`utf8`] | incremental UTF-8 validation |
 //! | [`close`] | close codes and who may send them |
-//! | [`connection`] | [`Connection`]: messages, ping/pong, the closing handshake |
+//! | [`connection`] | [`Connection`]: messages, ping/pong, the closing handshake, timers |
 //! | [`deflate`] | permessage-deflate (RFC 7692): negotiation and the per-connection codec |
 //! | [`error`] | typed errors and the one mapping from errors to close codes |
 //!
-//! A server reads the request with [`handshake::ServerHandshake`], validates it with
-//! [`handshake::validate_upgrade`], writes [`handshake::accept_response`], then creates
-//! [`Connection::server`] and feeds it [`handshake::ServerHandshake::leftover`] followed by
-//! everything it reads. See [`Connection`] for the call order.
+//! A driver does four things, and only these: it moves bytes between the transport and
+//! the core (`receive_data` / `receive` in, `pending_output` / `consume_output` out), asks
+//! the clock and calls `handle_timeout` when `poll_timeout` says, closes the transport
+//! when `should_close_transport` says, and hands events to the application. A server
+//! connection starts as an [`accept::Acceptor`], a client one as a
+//! [`connect::Connector`]; both become a [`Connection`]. `core/examples/` holds the
+//! smallest drivers: a blocking `std::net` echo server and client.
+//!
+//! Time is an argument: every call that may start or run a timer takes `now`, and the
+//! core never reads a clock.
 
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod close;
+pub mod config;
+pub mod connect;
 pub mod connection;
 pub mod decoder;
 pub mod deflate;
@@ -41,7 +53,8 @@ pub mod random;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{CloseStatus, Config, Connection, ConnectionState, Event, MessageKind};
+pub use config::Config;
+pub use connection::{CloseStatus, Connection, ConnectionState, Event, Expired, MessageKind};
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{ProtocolError, SendError};
 #[cfg(feature = "os-random")]

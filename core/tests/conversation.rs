@@ -1,6 +1,8 @@
 //! Whole conversations between an in-memory client and server, and one test per protocol
 //! error asserting the close code the engine answers with.
 
+use std::time::Instant;
+
 use proptest::prelude::*;
 use ws6455_core::decoder::{FrameDecoder, FramePart};
 use ws6455_core::encoder::encode_frame;
@@ -139,27 +141,36 @@ fn transfer(
     true
 }
 
-/// Feeds all of `input` the way an I/O layer does: receive up to an event, drain the
-/// events, go on with the rest. Returns the events and the first error.
+/// Feeds all of `input` the way a driver does: `receive` until it says every byte is
+/// taken. Returns the events and the first error.
 fn feed(conn: &mut Connection, mut input: &[u8]) -> (Vec<Event>, Result<(), ProtocolError>) {
     let mut events = Vec::new();
-    let mut result = Ok(());
-    // Each round consumes bytes or drains an event, so this ends.
-    for _ in 0..=2 * input.len() + 2 {
-        match conn.receive_data(input) {
-            Ok(used) => input = &input[used..],
+    let now = Instant::now();
+    // Each call returns an event or takes all of the input: this ends on its own; the
+    // bound only turns a broken promise into a failed test.
+    for _ in 0..=input.len() + 1 {
+        match conn.receive(now, &mut input) {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) => {
+                assert!(input.is_empty(), "Ok(None) with input left");
+                return (events, Ok(()));
+            }
             Err(error) => {
-                result = Err(error);
-                input = &[];
+                assert!(input.is_empty(), "an error takes the input");
+                return (events, Err(error));
             }
         }
-        events.extend(std::iter::from_fn(|| conn.poll_event()));
-        if input.is_empty() {
-            break;
-        }
     }
-    assert!(input.is_empty(), "receive_data made no progress");
-    (events, result)
+    panic!("receive neither returned an event nor took the input");
+}
+
+/// One `receive` call on `input`: its result and what it left.
+fn step<'a>(
+    conn: &mut Connection,
+    mut input: &'a [u8],
+) -> (Result<Option<Event>, ProtocolError>, &'a [u8]) {
+    let result = conn.receive(Instant::now(), &mut input);
+    (result, input)
 }
 
 fn text(s: &str) -> Event {
@@ -195,9 +206,11 @@ fn whole_conversation_client_closes() {
 
     pair.server.send_text("hi, client").unwrap();
     pair.drive(7);
-    pair.client.close(CloseCode(4000), "bye").unwrap();
+    pair.client
+        .close(Instant::now(), CloseCode(4000), "bye")
+        .unwrap();
     assert_eq!(pair.client.state(), ConnectionState::Closing);
-    assert!(pair.client.close_expected());
+    assert!(pair.client.poll_timeout().is_some(), "the close timer runs");
     pair.drive(1);
     assert_eq!(pair.client_events[1], text("hi, client"));
     assert_eq!(
@@ -228,7 +241,9 @@ fn whole_conversation_client_closes() {
 #[test]
 fn server_closes_and_data_after_close_is_discarded() {
     let mut pair = Pair::connect(Config::default());
-    pair.server.close(CloseCode::NORMAL, "").unwrap();
+    pair.server
+        .close(Instant::now(), CloseCode::NORMAL, "")
+        .unwrap();
     // The client's message crosses the server's Close: the server must discard it.
     pair.client.send_text("in flight").unwrap();
     pair.drive(64);
@@ -300,20 +315,21 @@ fn eof_without_close_is_1006() {
 #[test]
 fn application_close_codes_are_checked_and_nothing_sent() {
     let mut server = Connection::server(Config::default());
+    let now = Instant::now();
     for code in [999, 1001, 1005, 1006, 1011, 1015, 2999, 5000] {
         assert_eq!(
-            server.close(CloseCode(code), ""),
+            server.close(now, CloseCode(code), ""),
             Err(SendError::InvalidCloseCode(code))
         );
     }
     assert_eq!(
-        server.close(CloseCode::NORMAL, &"x".repeat(124)),
+        server.close(now, CloseCode::NORMAL, &"x".repeat(124)),
         Err(SendError::CloseReasonTooLong(124))
     );
     assert!(server.pending_output().is_empty());
     assert_eq!(server.state(), ConnectionState::Open);
     assert!(server
-        .close_with_standard_code(CloseCode::GOING_AWAY, "bye")
+        .close_with_standard_code(now, CloseCode::GOING_AWAY, "bye")
         .is_ok());
     assert_eq!(&server.pending_output()[..4], [0x88, 0x05, 0x03, 0xe9]);
 }
@@ -330,7 +346,7 @@ fn fail_server(config: Config, frames: &[u8]) -> (ProtocolError, u16) {
     let code = u16::from_be_bytes([out[2], out[3]]);
     assert_eq!(code, error.close_code().0);
     // Sticky: the same error again, and the status says 1006.
-    assert_eq!(server.receive_data(&[0x81]).unwrap_err(), error);
+    assert_eq!(step(&mut server, &[0x81]).0.unwrap_err(), error);
     assert_eq!(server.close_status().unwrap().code, CloseCode::ABNORMAL);
     assert!(server.should_close_transport() || server.wants_write());
     (error, code)
@@ -488,14 +504,15 @@ fn invalid_utf8_fails_before_the_message_ends() {
     let mut server = Connection::server(Config::default());
     // The first fragment is already invalid; the message never finishes.
     let wire = masked(OpCode::Text, false, &[b'o', b'k', 0xc0, 0x80]);
-    assert_eq!(server.receive_data(&wire), Err(ProtocolError::InvalidUtf8));
+    assert_eq!(step(&mut server, &wire).0, Err(ProtocolError::InvalidUtf8));
     // Split inside a code point across reads: valid.
     let mut server = Connection::server(Config::default());
     let wire = masked(OpCode::Text, true, "✓✓".as_bytes());
     let mut events = Vec::new();
     for byte in &wire {
-        assert_eq!(server.receive_data(std::slice::from_ref(byte)), Ok(1));
-        events.extend(server.poll_event());
+        let (result, rest) = step(&mut server, std::slice::from_ref(byte));
+        assert!(rest.is_empty());
+        events.extend(result.unwrap());
     }
     assert_eq!(events, [text("✓✓")]);
 }
@@ -505,15 +522,10 @@ fn events_before_an_error_are_kept() {
     let mut server = Connection::server(Config::default());
     let wire = [masked(OpCode::Text, true, b"first"), vec![0x81, 0x00]].concat();
     // The first call stops at the message, before the bad frame is even looked at.
-    let used = server.receive_data(&wire).unwrap();
-    assert_eq!(&wire[used..], [0x81, 0x00]);
-    assert_eq!(
-        server.receive_data(&wire[used..]),
-        Ok(0),
-        "an event is unpolled"
-    );
-    assert_eq!(server.poll_event(), Some(text("first")));
-    assert!(server.receive_data(&wire[used..]).is_err());
+    let (first, rest) = step(&mut server, &wire);
+    assert_eq!(rest, [0x81, 0x00]);
+    assert_eq!(first, Ok(Some(text("first"))));
+    assert!(step(&mut server, rest).0.is_err());
 }
 
 #[test]
@@ -527,7 +539,7 @@ fn limit_is_enforced_on_the_header_before_buffering() {
     header.extend_from_slice(&(1u64 << 30).to_be_bytes());
     header.extend_from_slice(&[1, 2, 3, 4]);
     assert!(matches!(
-        server.receive_data(&header),
+        step(&mut server, &header).0,
         Err(ProtocolError::FrameTooLarge { .. })
     ));
 }
@@ -551,16 +563,18 @@ fn a_payload_sent_by_value_is_written_from_its_buffer_then_reused() {
     // A small message is not handed that large buffer (it would keep the allocation
     // alive wherever the application stores the message)...
     let wire = masked(OpCode::Binary, true, b"small");
-    assert_eq!(server.receive_data(&wire), Ok(wire.len()));
-    let Some(Event::Message { data, .. }) = server.poll_event() else {
+    let (result, rest) = step(&mut server, &wire);
+    assert!(rest.is_empty());
+    let Ok(Some(Event::Message { data, .. })) = result else {
         panic!("no message")
     };
     assert_eq!(data, b"small");
     assert!(data.capacity() < 1000);
     // ...a message of a comparable size takes it.
     let wire = masked(OpCode::Binary, true, &[9; 30_000]);
-    assert_eq!(server.receive_data(&wire), Ok(wire.len()));
-    let Some(Event::Message { data, .. }) = server.poll_event() else {
+    let (result, rest) = step(&mut server, &wire);
+    assert!(rest.is_empty());
+    let Ok(Some(Event::Message { data, .. })) = result else {
         panic!("no message")
     };
     assert_eq!((data.len(), data.as_ptr()), (30_000, ptr));
@@ -574,8 +588,9 @@ fn recycled_buffers_are_reused() {
     let ptr = buffer.as_ptr();
     server.recycle(buffer);
     let wire = masked(OpCode::Binary, true, b"new");
-    assert_eq!(server.receive_data(&wire), Ok(wire.len()));
-    let Some(Event::Message { data, .. }) = server.poll_event() else {
+    let (result, rest) = step(&mut server, &wire);
+    assert!(rest.is_empty());
+    let Ok(Some(Event::Message { data, .. })) = result else {
         panic!("no message")
     };
     assert_eq!(data, b"new");

@@ -69,6 +69,8 @@ pub enum ClientHandshakeError {
     UnofferedSubprotocol(String),
     /// The server accepted an extension we did not offer.
     UnofferedExtension(String),
+    /// The server's permessage-deflate answer is one we cannot use.
+    Extension(crate::deflate::DeflateResponseError),
 }
 
 impl fmt::Display for ClientHandshakeError {
@@ -96,6 +98,7 @@ impl fmt::Display for ClientHandshakeError {
             ClientHandshakeError::UnofferedExtension(e) => {
                 write!(f, "server accepted extension {e:?}, which was not offered")
             }
+            ClientHandshakeError::Extension(e) => write!(f, "permessage-deflate: {e}"),
         }
     }
 }

@@ -1,0 +1,427 @@
+//! The WebSocket connection after the opening handshake: messages, control frames, the
+//! closing handshake and the connection's timers (RFC 6455 sections 5, 6 and 7) as a
+//! sans-IO state machine.
+//!
+//! One job a file: the public types and the state here, the receive path in
+//! [`receive`](self) (`receive.rs`), commands and framing of outgoing messages in
+//! `send.rs`, deadlines in `timers.rs`.
+
+mod receive;
+mod send;
+mod timers;
+
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::close::CloseCode;
+use crate::config::Config;
+use crate::decoder::FrameDecoder;
+use crate::deflate::{DeflateCodec, DeflateConfig, DeflateParams};
+use crate::error::ProtocolError;
+use crate::output::OutputQueue;
+use crate::random::RandomSource;
+use crate::utf8::Utf8Validator;
+use crate::Role;
+
+pub use timers::Expired;
+
+/// The state of a connection, as an application sees it (RFC 6455 sections 4 and 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a Close frame and wait for the peer's (section 7.1.2). Incoming data
+    /// frames are discarded; nothing but control frames is sent.
+    Closing,
+    /// The closing handshake finished, the connection failed, or the transport ended.
+    /// See [`Connection::close_status`].
+    Closed,
+}
+
+/// The kind of a data message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// UTF-8 text (validated before the message is reported).
+    Text,
+    /// Arbitrary bytes.
+    Binary,
+}
+
+/// Something the peer did, returned by [`Connection::receive`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A whole data message. For [`MessageKind::Text`] the bytes are valid UTF-8.
+    /// Hand the buffer back with [`Connection::recycle`] to avoid an allocation per message.
+    Message {
+        /// Text or binary.
+        kind: MessageKind,
+        /// The payload, all fragments joined and unmasked.
+        data: Vec<u8>,
+    },
+    /// A Ping (already answered when [`Config::auto_pong`] is on).
+    Ping(Vec<u8>),
+    /// A Pong, solicited or not.
+    Pong(Vec<u8>),
+    /// The peer's Close frame: its code (1005 when it had none) and reason. Our answering
+    /// Close, if one was due, is already queued.
+    Close(crate::close::CloseFrame),
+}
+
+/// How a connection ended, for the application's "terminate" callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseStatus {
+    /// The peer's code, 1005 when its Close frame had none, 1006 when there was no closing
+    /// handshake (transport ended, protocol error, timeout).
+    pub code: CloseCode,
+    /// The peer's reason; for 1006, a description of what went wrong (never sent).
+    pub reason: String,
+    /// True when both Close frames were exchanged.
+    pub clean: bool,
+}
+
+/// RFC 6455's states past the opening handshake, each with what it needs.
+#[derive(Clone, Debug)]
+enum State {
+    Open,
+    /// We sent a Close frame (section 7.1.2) at `since` and wait for the peer's.
+    LocalClosing { since: Instant },
+    /// Finished; the status is final. The transport should close by `deadline` (the
+    /// close timeout from the start of the closing handshake), when one is known.
+    Closed {
+        status: CloseStatus,
+        deadline: Option<Instant>,
+    },
+}
+
+/// The frame currently being received.
+#[derive(Clone, Copy, Debug)]
+struct CurrentFrame {
+    header: crate::frame::FrameHeader,
+    /// False when the payload is skipped (data frames after we sent Close).
+    keep: bool,
+}
+
+/// A sans-IO WebSocket connection in the open phase (after the opening handshake).
+///
+/// Made by [`crate::accept::Accepted::accept`] (server) or
+/// [`crate::connect::Connector::receive_data`] (client) once the opening handshake is
+/// done, or directly with [`server`](Self::server) / [`client`](Self::client). The API
+/// is grouped by direction, in the order a driver calls it:
+///
+/// - **input**: [`receive`](Self::receive) with the bytes read from the transport, until
+///   it returns `Ok(None)` (then every byte was taken); [`receive_eof`](Self::receive_eof)
+///   when the transport's read side ended;
+/// - **commands**: [`send_text`](Self::send_text), [`send_binary`](Self::send_binary),
+///   [`send_ping`](Self::send_ping), [`send_pong`](Self::send_pong),
+///   [`close`](Self::close);
+/// - **time**: [`poll_timeout`](Self::poll_timeout) says when to wake up,
+///   [`handle_timeout`](Self::handle_timeout) then (keepalive pings, pong deadline, idle
+///   timeout, close timeout);
+/// - **output**: [`pending_output`](Self::pending_output) (or
+///   [`pending_output_vectored`](Self::pending_output_vectored)) then
+///   [`consume_output`](Self::consume_output) with what the transport took;
+///   [`should_close_transport`](Self::should_close_transport) says when to close it.
+///
+/// ```
+/// use std::time::Instant;
+/// use ws6455_core::{Config, Connection, Event, MessageKind};
+///
+/// let mut server = Connection::server(Config::default());
+/// // A masked text frame "Hello" from RFC 6455 section 5.7.
+/// let input = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// let mut rest = &input[..];
+/// while let Some(event) = server.receive(Instant::now(), &mut rest).unwrap() {
+///     let Event::Message { kind: MessageKind::Text, data } = event else { panic!() };
+///     assert_eq!(data, b"Hello");
+///     server.send_text("Hello").unwrap(); // answered before the next frame is decoded
+/// }
+/// assert!(rest.is_empty());
+/// assert_eq!(server.pending_output(), &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+/// let n = server.pending_output().len(); // what the socket accepted
+/// server.consume_output(n);
+/// ```
+pub struct Connection {
+    role: Role,
+    config: Arc<Config>,
+    state: State,
+    /// The first fatal error; every later input is refused with it (sticky failure).
+    failure: Option<ProtocolError>,
+    decoder: FrameDecoder,
+    frame: Option<CurrentFrame>,
+    /// The data message being assembled (set from its first frame to its last).
+    message: Option<MessageKind>,
+    /// That message is compressed (RSV1 on its first frame).
+    compressed: bool,
+    /// permessage-deflate, once negotiated.
+    deflate: Option<Box<DeflateCodec>>,
+    message_len: u64,
+    message_data: Vec<u8>,
+    utf8: Utf8Validator,
+    /// A buffer handed back by the application, reused for the next message.
+    spare: Vec<u8>,
+    control: Vec<u8>,
+    /// The event being decoded: `receive` returns it as soon as it is complete.
+    event: Option<Event>,
+    /// Bytes that arrived with the opening handshake, decoded before the next input.
+    early_input: Vec<u8>,
+    /// When the peer last sent anything; `None` until the first call that passes time.
+    last_input: Option<Instant>,
+    /// When our keepalive Ping went out, if no input has arrived since.
+    ping_sent: Option<Instant>,
+    /// The transport should close now, output or not: a deadline passed, or the
+    /// transport itself ended or failed.
+    close_now: bool,
+    output: OutputQueue,
+    random: Option<Box<dyn RandomSource>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("failure", &self.failure)
+            .field("pending_output", &self.output.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keeps the larger of two buffers in `spare`, emptied.
+#[inline]
+fn keep_larger(spare: &mut Vec<u8>, mut buffer: Vec<u8>) {
+    if buffer.capacity() > spare.capacity() {
+        buffer.clear();
+        *spare = buffer;
+    }
+}
+
+impl Connection {
+    /// The server side of an open connection. Servers never mask, so need no randomness.
+    /// Its timers start with the first call that passes the time.
+    pub fn server(config: impl Into<Arc<Config>>) -> Self {
+        Self::new(Role::Server, config.into(), None)
+    }
+
+    /// The client side of an open connection, drawing masking keys from `random`.
+    /// Its timers start with the first call that passes the time.
+    pub fn client(config: impl Into<Arc<Config>>, random: Box<dyn RandomSource>) -> Self {
+        Self::new(Role::Client, config.into(), Some(random))
+    }
+
+    fn new(role: Role, config: Arc<Config>, random: Option<Box<dyn RandomSource>>) -> Self {
+        Connection {
+            role,
+            decoder: FrameDecoder::new(role, config.max_frame_size),
+            config,
+            state: State::Open,
+            failure: None,
+            frame: None,
+            message: None,
+            compressed: false,
+            deflate: None,
+            message_len: 0,
+            message_data: Vec::new(),
+            utf8: Utf8Validator::new(),
+            spare: Vec::new(),
+            control: Vec::new(),
+            event: None,
+            early_input: Vec::new(),
+            last_input: None,
+            ping_sent: None,
+            close_now: false,
+            output: OutputQueue::default(),
+            random,
+        }
+    }
+
+    /// Turns on permessage-deflate with the parameters agreed in the opening handshake
+    /// ([`DeflateConfig::accept_offers`] on a server, [`DeflateConfig::check_response`]
+    /// on a client); `config` gives the local threshold and level. Call it before any
+    /// input or output. The acceptor and the connector do it for you.
+    pub fn enable_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) {
+        self.decoder.allow_rsv(0b100);
+        self.deflate = Some(Box::new(DeflateCodec::new(
+            params,
+            self.role == Role::Server,
+            config.threshold,
+            config.level,
+        )));
+    }
+
+    /// What the opening handshake leaves behind: its answer (a server's 101) first in the
+    /// output, the bytes that followed the request or response kept for the next
+    /// [`receive`](Self::receive), the timers started at `now`.
+    pub(crate) fn after_handshake(&mut self, answer: Vec<u8>, early_input: Vec<u8>, now: Instant) {
+        self.output.push_owned(answer);
+        self.early_input = early_input;
+        self.last_input = Some(now);
+    }
+
+    // ----- getters -----
+
+    /// True when permessage-deflate is on.
+    pub fn deflate_enabled(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Which side of the connection this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration the connection was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ConnectionState {
+        match self.state {
+            State::Open => ConnectionState::Open,
+            State::LocalClosing { .. } => ConnectionState::Closing,
+            State::Closed { .. } => ConnectionState::Closed,
+        }
+    }
+
+    /// How the connection ended, once it is [`ConnectionState::Closed`].
+    pub fn close_status(&self) -> Option<&CloseStatus> {
+        match &self.state {
+            State::Closed { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The fatal protocol error that failed the connection, if any.
+    pub fn failure(&self) -> Option<&ProtocolError> {
+        self.failure.as_ref()
+    }
+
+    /// True while bytes received with the opening handshake wait to be decoded: call
+    /// [`receive`](Self::receive), with no new input if there is none.
+    pub fn has_early_input(&self) -> bool {
+        !self.early_input.is_empty()
+    }
+
+    // ----- memory -----
+
+    /// Hands a message buffer back for reuse by the next incoming message, so that steady
+    /// traffic needs no allocation per message. The larger of this and the buffer already
+    /// kept is kept; hand back only what the connection may hold while idle, or call
+    /// [`release_memory`](Self::release_memory).
+    #[inline]
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        keep_larger(&mut self.spare, buffer);
+    }
+
+    /// Frees the recycled buffer, a drained output buffer, and compression state that
+    /// no context needs (no_context_takeover): for idle connections.
+    pub fn release_memory(&mut self) {
+        self.spare = Vec::new();
+        if let (Some(codec), None) = (&mut self.deflate, self.message) {
+            codec.release();
+        }
+        self.output.release();
+    }
+
+    // ----- output -----
+
+    /// The next bytes waiting to be written to the transport: empty only when nothing
+    /// waits. Output is held in chunks (a payload sent by value is queued as it is), so
+    /// after [`consume_output`](Self::consume_output) call this again until it is empty,
+    /// or write several chunks at once with
+    /// [`pending_output_vectored`](Self::pending_output_vectored).
+    pub fn pending_output(&self) -> &[u8] {
+        self.output.front()
+    }
+
+    /// Fills `slices` with the waiting bytes in order, a chunk a slice, for a vectored
+    /// write (`writev`); returns how many slices it filled.
+    pub fn pending_output_vectored<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.output.slices(slices)
+    }
+
+    /// How many bytes wait to be written, in all chunks.
+    pub fn pending_output_len(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Records that the transport took the first `n` waiting bytes (of
+    /// [`pending_output`](Self::pending_output), or of the slices of
+    /// [`pending_output_vectored`](Self::pending_output_vectored) in order).
+    pub fn consume_output(&mut self, n: usize) {
+        // A payload sent by value and now written is kept for the next incoming message:
+        // an echo of large messages then reuses one buffer instead of faulting in fresh
+        // pages for every message.
+        let spare = &mut self.spare;
+        self.output.consume(n, |buffer| keep_larger(spare, buffer));
+    }
+
+    /// True while bytes are waiting to be written.
+    pub fn wants_write(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// True while the peer's bytes can still matter (the connection is not closed).
+    pub fn wants_read(&self) -> bool {
+        !matches!(self.state, State::Closed { .. })
+    }
+
+    /// True when the driver should close the transport now: a deadline passed (close
+    /// timeout, pong timeout), or the connection is closed, all output is written and this
+    /// side closes first. The server closes first (RFC 6455 section 7.1.1); a client waits
+    /// for the server's FIN (or the close timeout) unless the connection failed.
+    pub fn should_close_transport(&self) -> bool {
+        match &self.state {
+            _ if self.close_now => true,
+            State::Closed { status, .. } => {
+                !self.wants_write() && (self.role == Role::Server || !status.clean)
+            }
+            _ => false,
+        }
+    }
+
+    // ----- endings -----
+
+    /// The transport's read side ended (TCP FIN or reset). Without a finished closing
+    /// handshake this is an abnormal closure (1006).
+    pub fn receive_eof(&mut self) {
+        self.abort("the connection ended without a closing handshake");
+    }
+
+    /// Ends the connection abnormally (1006) unless it is already closed: for the
+    /// driver's transport errors. `why` is reported locally, never sent. The transport
+    /// should close at once ([`should_close_transport`](Self::should_close_transport)).
+    pub fn abort(&mut self, why: &str) {
+        if !matches!(self.state, State::Closed { .. }) {
+            self.state = State::Closed {
+                status: CloseStatus {
+                    code: CloseCode::ABNORMAL,
+                    reason: why.to_owned(),
+                    clean: false,
+                },
+                deadline: None,
+            };
+        }
+        self.close_now = true;
+    }
+
+    /// The deadline for the transport to close once the closing handshake started at
+    /// `since`.
+    fn close_deadline(&self, since: Instant) -> Instant {
+        since + self.config.close_timeout
+    }
+
+    /// Enters `Closed` with `status`; the close timer keeps counting from the start of
+    /// the closing handshake, or starts at `now`.
+    fn finish(&mut self, status: CloseStatus, now: Instant) {
+        let since = match self.state {
+            State::LocalClosing { since } => since,
+            _ => now,
+        };
+        self.state = State::Closed {
+            status,
+            deadline: Some(self.close_deadline(since)),
+        };
+    }
+}

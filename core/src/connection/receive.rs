@@ -1,0 +1,521 @@
+//! The receive path: bytes from the peer in, one event at a time out. Frames come from
+//! the [`FrameDecoder`](crate::decoder::FrameDecoder); here they are joined into messages
+//! (fragments, UTF-8, inflation, size limits) and control frames are answered.
+
+use std::time::Instant;
+
+use super::{CloseStatus, Connection, CurrentFrame, Event, MessageKind, State};
+use crate::close::{parse_close_payload, CloseCode};
+use crate::decoder::FramePart;
+use crate::deflate::InflateError;
+use crate::encoder::encode_frame;
+use crate::error::ProtocolError;
+use crate::frame::{FrameHeader, OpCode};
+use crate::mask::{apply_mask, extend_unmasked};
+
+/// What a data frame's header reserves at most before its bytes arrive.
+const HEADER_RESERVE: u64 = 1 << 20;
+/// A kept buffer up to this size is handed out for any message.
+const SMALL_SPARE: usize = 64 << 10;
+/// Payload is unmasked and validated in slices of this size, so that the second pass over
+/// the bytes finds them in cache.
+const UNMASK_SLICE: usize = 32 << 10;
+
+/// Makes room in `buf` for `incoming` more bytes of a frame that has `frame_left` bytes
+/// still to come (`incoming` included). It grows toward the announced length, but to at
+/// most four times what has actually arrived: a large frame is copied twice or so on its
+/// way up instead of at every doubling, while a peer that announces much and sends little
+/// reserves at most four times what it sent.
+fn grow_for(buf: &mut Vec<u8>, incoming: usize, frame_left: u64) {
+    let needed = buf.len() + incoming;
+    if needed <= buf.capacity() {
+        return;
+    }
+    let cap = needed.saturating_mul(4) as u64;
+    let target = (buf.len() as u64 + frame_left).min(cap) as usize;
+    if buf.try_reserve(target - buf.len()).is_err() {
+        buf.reserve(incoming);
+    }
+}
+impl Connection {
+    /// Decodes bytes received from the peer at `now` up to the next event, advancing
+    /// `input` past what it used, and returns that event; `Ok(None)` once every byte of
+    /// `input` is taken (partial frames are kept inside). Call it in a loop:
+    ///
+    /// ```text
+    /// while let Some(event) = connection.receive(now, &mut input)? { handle(event) }
+    /// ```
+    ///
+    /// Each call returns an event or empties `input`, so the loop ends; between two calls
+    /// the application can answer a message (an echo, say) before a later frame in the
+    /// same read fails the connection. Bytes that arrived with the opening handshake are
+    /// decoded first (`input` may then be empty). Input after the closing handshake is
+    /// taken and ignored.
+    ///
+    /// On a protocol violation the connection queues a Close frame with the matching code
+    /// (when one may still be sent), becomes `Closed` with code 1006, empties `input` and
+    /// returns the error; every later call returns the same error.
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        input: &mut &[u8],
+    ) -> Result<Option<Event>, ProtocolError> {
+        if let Some(error) = &self.failure {
+            *input = &[];
+            return Err(error.clone());
+        }
+        if !self.early_input.is_empty() {
+            let early = std::mem::take(&mut self.early_input);
+            let mut rest = &early[..];
+            let result = self.receive_input(now, &mut rest);
+            if !rest.is_empty() {
+                self.early_input = rest.to_vec();
+            }
+            match result {
+                Ok(None) => {}
+                Ok(Some(event)) => return Ok(Some(event)),
+                Err(error) => {
+                    *input = &[];
+                    return Err(error);
+                }
+            }
+        }
+        self.receive_input(now, input)
+    }
+
+    fn receive_input(
+        &mut self,
+        now: Instant,
+        input: &mut &[u8],
+    ) -> Result<Option<Event>, ProtocolError> {
+        if input.is_empty() {
+            return Ok(None);
+        }
+        self.last_input = Some(now);
+        self.ping_sent = None;
+        if matches!(self.state, State::Closed { .. }) {
+            *input = &[];
+            return Ok(None);
+        }
+        match self.receive_whole_message(input) {
+            Ok(0) => {}
+            Ok(used) => {
+                *input = &input[used..];
+                return Ok(self.event.take());
+            }
+            Err(error) => {
+                *input = &[];
+                return Err(self.fail(error, now));
+            }
+        }
+        let mut consumed = 0;
+        while !matches!(self.state, State::Closed { .. }) && self.event.is_none() {
+            let step = self.decoder.decode(&input[consumed..]);
+            let (used, part) = match step {
+                Ok(step) => step,
+                Err(error) => {
+                    *input = &[];
+                    return Err(self.fail(error, now));
+                }
+            };
+            consumed += used;
+            let result = match part {
+                // The decoder holds what it could not use: all of the input is taken.
+                None => break,
+                Some(FramePart::Header(header)) => self.on_header(header),
+                Some(FramePart::Payload { data, offset, last }) => {
+                    self.on_payload(data, offset, last, now)
+                }
+            };
+            if let Err(error) = result {
+                *input = &[];
+                return Err(self.fail(error, now));
+            }
+        }
+        *input = if matches!(self.state, State::Closed { .. }) {
+            &[]
+        } else {
+            &input[consumed..]
+        };
+        Ok(self.event.take())
+    }
+
+    /// Fails the connection (RFC 6455 section 7.1.7): sends our Close with the error's code
+    /// if we still may, and ends in `Closed` with 1006.
+    pub(super) fn fail(&mut self, error: ProtocolError, now: Instant) -> ProtocolError {
+        if matches!(self.state, State::Open) {
+            self.queue_close(error.close_code(), &error.to_string());
+        }
+        let status = CloseStatus {
+            code: CloseCode::ABNORMAL,
+            reason: error.to_string(),
+            clean: false,
+        };
+        self.finish(status, now);
+        self.failure = Some(error.clone());
+        error
+    }
+    /// The common case in one step: `input` starts with a whole unfragmented,
+    /// uncompressed text or binary frame, taken as a message at once. Returns the bytes
+    /// used, 0 when the general path must decide (anything else, or not all there yet).
+    /// Exactly the general path's rules apply; it only skips its per-part bookkeeping.
+    fn receive_whole_message(&mut self, input: &[u8]) -> Result<usize, ProtocolError> {
+        if !matches!(self.state, State::Open)
+            || self.event.is_some()
+            || self.message.is_some()
+            || !self.decoder.at_frame_start()
+        {
+            return Ok(0);
+        }
+        let Some((header, header_len)) = FrameHeader::parse(input)? else {
+            return Ok(0);
+        };
+        let kind = match header.opcode {
+            OpCode::Text => MessageKind::Text,
+            OpCode::Binary => MessageKind::Binary,
+            _ => return Ok(0),
+        };
+        let end = header_len as u64 + header.payload_len;
+        // Large payloads take the general path, which validates UTF-8 slice by slice
+        // while the bytes are still in cache.
+        if !header.fin
+            || header.rsv != 0
+            || end > input.len() as u64
+            || header.payload_len > UNMASK_SLICE as u64
+        {
+            return Ok(0);
+        }
+        self.decoder.check(&header)?;
+        if header.payload_len > self.config.max_message_size {
+            return Err(ProtocolError::MessageTooLarge {
+                size: header.payload_len,
+                max: self.config.max_message_size,
+            });
+        }
+        let payload = &input[header_len..end as usize];
+        let mut data = self.take_spare(header.payload_len);
+        data.reserve(payload.len());
+        match header.mask {
+            Some(key) => {
+                let ascii = extend_unmasked(&mut data, payload, key, 0);
+                if kind == MessageKind::Text && !ascii && std::str::from_utf8(&data).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+            }
+            None => {
+                if kind == MessageKind::Text && std::str::from_utf8(payload).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                data.extend_from_slice(payload);
+            }
+        }
+        self.emit(Event::Message { kind, data });
+        Ok(end as usize)
+    }
+
+    /// The kept buffer for a message whose first frame announces `len` bytes, unless it
+    /// is far larger than that: a small message must not hand the application a buffer
+    /// that holds on to a large message's allocation.
+    fn take_spare(&mut self, len: u64) -> Vec<u8> {
+        if self.spare.capacity() as u64 <= len.saturating_mul(4).max(SMALL_SPARE as u64) {
+            std::mem::take(&mut self.spare)
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn on_header(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
+        let discarding = matches!(self.state, State::LocalClosing { .. });
+        let rsv1 = header.rsv & 0b100 != 0;
+        // The decoder lets RSV1 through only once deflate is on; then it belongs on the
+        // first frame of a data message only (RFC 7692 section 6.1).
+        if rsv1 && !matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+            return Err(ProtocolError::MisplacedCompressionBit);
+        }
+        let keep = match header.opcode {
+            OpCode::Text | OpCode::Binary => {
+                if self.message.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                self.compressed = rsv1;
+                self.message = Some(if header.opcode == OpCode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                });
+                self.message_len = 0;
+                !discarding
+            }
+            OpCode::Continuation => {
+                if self.message.is_none() {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                }
+                !discarding
+            }
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {
+                self.control.clear();
+                true
+            }
+        };
+        if !header.opcode.is_control() {
+            let size = self.message_len + header.payload_len;
+            if size > self.config.max_message_size {
+                return Err(ProtocolError::MessageTooLarge {
+                    size,
+                    max: self.config.max_message_size,
+                });
+            }
+            self.message_len = size;
+            if keep && self.message_data.capacity() == 0 {
+                self.message_data = self.take_spare(header.payload_len);
+            }
+            if keep {
+                // Bounded: an announced length is trusted only as far as `grow_for`
+                // allows once bytes arrive.
+                let expected = header.payload_len.min(HEADER_RESERVE) as usize;
+                self.message_data.reserve(expected);
+            }
+        }
+        self.frame = Some(CurrentFrame { header, keep });
+        Ok(())
+    }
+
+    fn on_payload(
+        &mut self,
+        data: &[u8],
+        offset: u64,
+        last: bool,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        let Some(frame) = self.frame else {
+            return Ok(());
+        };
+        let header = frame.header;
+        if header.opcode.is_control() {
+            let start = self.control.len();
+            self.control.extend_from_slice(data);
+            if let Some(key) = header.mask {
+                apply_mask(&mut self.control[start..], key, offset);
+            }
+            if last {
+                self.frame = None;
+                self.on_control(header.opcode, now)?;
+            }
+            return Ok(());
+        }
+        if frame.keep && self.compressed {
+            self.inflate_payload(data, header.mask, offset)?;
+        } else if frame.keep {
+            let frame_left = header.payload_len - offset;
+            grow_for(&mut self.message_data, data.len(), frame_left);
+            let text = self.message == Some(MessageKind::Text);
+            let key = header.mask.unwrap_or([0; 4]);
+            for (i, slice) in data.chunks(UNMASK_SLICE).enumerate() {
+                let start = self.message_data.len();
+                let offset = offset + (i * UNMASK_SLICE) as u64;
+                let ascii = extend_unmasked(&mut self.message_data, slice, key, offset);
+                // ASCII between code points leaves the validator where it was.
+                let validate = text && !(ascii && self.utf8.at_boundary());
+                if validate && self.utf8.feed(&self.message_data[start..]).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+            }
+        }
+        if last {
+            self.frame = None;
+            if header.fin {
+                self.finish_message(frame.keep)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmasks a compressed payload piece into a stack buffer and inflates it onto the
+    /// message, validating inflated text as it comes.
+    fn inflate_payload(
+        &mut self,
+        data: &[u8],
+        mask: Option<[u8; 4]>,
+        offset: u64,
+    ) -> Result<(), ProtocolError> {
+        const PIECE: usize = 4096;
+        let Some(codec) = &mut self.deflate else {
+            return Err(ProtocolError::MisplacedCompressionBit);
+        };
+        let text = self.message == Some(MessageKind::Text);
+        let max = self.config.max_message_size;
+        let mut piece = [0u8; PIECE];
+        for (i, chunk) in data.chunks(PIECE).enumerate() {
+            let piece = &mut piece[..chunk.len()];
+            piece.copy_from_slice(chunk);
+            if let Some(key) = mask {
+                apply_mask(piece, key, offset + (i * PIECE) as u64);
+            }
+            let start = self.message_data.len();
+            codec
+                .inflate(piece, &mut self.message_data, max)
+                .map_err(|e| inflate_error(e, max))?;
+            if text && self.utf8.feed(&self.message_data[start..]).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_message(&mut self, keep: bool) -> Result<(), ProtocolError> {
+        let kind = self.message.take();
+        self.message_len = 0;
+        if std::mem::take(&mut self.compressed) && keep {
+            if let Some(codec) = &mut self.deflate {
+                let max = self.config.max_message_size;
+                let start = self.message_data.len();
+                codec
+                    .finish_message(&mut self.message_data, max)
+                    .map_err(|e| inflate_error(e, max))?;
+                if kind == Some(MessageKind::Text)
+                    && self.utf8.feed(&self.message_data[start..]).is_err()
+                {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+            }
+        }
+        let utf8 = self.utf8.finish();
+        match (keep, kind) {
+            (true, Some(kind)) => {
+                if kind == MessageKind::Text && utf8.is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                let data = std::mem::take(&mut self.message_data);
+                self.emit(Event::Message { kind, data });
+            }
+            // A message that was cut short by our Close: drop what was kept of it.
+            _ => self.message_data.clear(),
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn emit(&mut self, event: Event) {
+        debug_assert!(self.event.is_none(), "receive stops at each event");
+        // Written only when empty: the compiler then drops no old value.
+        if self.event.is_none() {
+            self.event = Some(event);
+        }
+    }
+
+    fn on_control(&mut self, opcode: OpCode, now: Instant) -> Result<(), ProtocolError> {
+        let payload = std::mem::take(&mut self.control);
+        match opcode {
+            OpCode::Ping => {
+                if self.config.auto_pong && matches!(self.state, State::Open) {
+                    let mask = self.next_mask();
+                    encode_frame(
+                        &mut self.output.encode_buffer(),
+                        true,
+                        OpCode::Pong,
+                        &payload,
+                        mask,
+                    );
+                }
+                self.emit(Event::Ping(payload));
+            }
+            OpCode::Pong => self.emit(Event::Pong(payload)),
+            OpCode::Close => {
+                let frame = parse_close_payload(&payload)?;
+                if matches!(self.state, State::Open) {
+                    // Echo the peer's code (section 5.5.1); with no code, an empty Close.
+                    self.queue_close(frame.code, "");
+                }
+                let status = CloseStatus {
+                    code: frame.code,
+                    reason: frame.reason.clone(),
+                    clean: true,
+                };
+                self.finish(status, now);
+                self.emit(Event::Close(frame));
+            }
+            OpCode::Continuation | OpCode::Text | OpCode::Binary => {}
+        }
+        Ok(())
+    }
+}
+/// The protocol error for a failed inflation.
+fn inflate_error(error: InflateError, max: u64) -> ProtocolError {
+    match error {
+        InflateError::Corrupt => ProtocolError::InvalidCompressedData,
+        InflateError::TooLarge(size) => ProtocolError::MessageTooLarge { size, max },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    fn masked_header(len: u64) -> Vec<u8> {
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: OpCode::Binary,
+            mask: Some([0; 4]),
+            payload_len: len,
+        };
+        let mut head = [0u8; crate::frame::MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        head[..n].to_vec()
+    }
+
+    /// Feeds all of `input`: the events, and every byte taken.
+    fn feed(server: &mut Connection, mut input: &[u8]) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(event) = server.receive(Instant::now(), &mut input).unwrap() {
+            events.push(event);
+        }
+        assert!(input.is_empty(), "every byte taken");
+        events
+    }
+
+    // A peer that announces a 16 MiB frame and sends little gets a bounded reservation,
+    // growing with what it actually sends.
+    #[test]
+    fn an_announced_length_is_trusted_only_as_bytes_arrive() {
+        let mut server = Connection::server(Config::default());
+        let mut wire = masked_header(16 << 20);
+        wire.extend_from_slice(&[1; 10]);
+        assert_eq!(feed(&mut server, &wire), []);
+        assert!(server.message_data.capacity() <= HEADER_RESERVE as usize);
+        assert_eq!(feed(&mut server, &vec![2; 2 << 20]), []);
+        let capacity = server.message_data.capacity();
+        assert!(capacity >= 2 << 20, "room for what arrived");
+        assert!(
+            capacity <= 4 * ((2 << 20) + 10),
+            "at most 4x what arrived: {capacity}"
+        );
+    }
+
+    // A large frame that arrives in pieces fills a buffer grown a few times, to its size.
+    #[test]
+    fn a_large_frame_grows_its_buffer_a_few_times_only() {
+        let mut server = Connection::server(Config::default());
+        let size = 16 << 20;
+        let head = masked_header(size);
+        assert_eq!(feed(&mut server, &head), []);
+        let mut events = Vec::new();
+        let mut growths = 0;
+        let mut capacity = server.message_data.capacity();
+        let piece = vec![3u8; 256 << 10];
+        for _ in 0..size / piece.len() as u64 {
+            events.extend(feed(&mut server, &piece));
+            if server.message_data.capacity() != capacity {
+                growths += 1;
+                capacity = server.message_data.capacity();
+            }
+        }
+        let [Event::Message { data, .. }] = &events[..] else {
+            panic!("one message: {events:?}");
+        };
+        assert_eq!(data.len() as u64, size);
+        assert!(growths <= 3, "{growths} growths");
+        assert!(data.capacity() as u64 <= size + (1 << 20));
+    }
+}

@@ -1,0 +1,220 @@
+//! The connection's deadlines, with time passed in (quinn-proto's model): keepalive
+//! Ping, pong deadline, idle timeout and close timeout. A driver sleeps until
+//! [`Connection::poll_timeout`] and then calls [`Connection::handle_timeout`]; it reads
+//! the clock, the connection never does.
+
+use std::time::Instant;
+
+use super::{Connection, State};
+use crate::close::CloseCode;
+
+/// A deadline that passed, as [`Connection::handle_timeout`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Expired {
+    /// Nothing arrived for [`Config::idle_timeout`](crate::Config::idle_timeout): the
+    /// closing handshake started (1001).
+    Idle,
+    /// Our keepalive Ping got no answer (nor anything else) within
+    /// [`Config::pong_timeout`](crate::Config::pong_timeout): the connection failed
+    /// (1006) and the transport should close now. A driver reports it as an error.
+    Pong,
+    /// The closing handshake did not finish within
+    /// [`Config::close_timeout`](crate::Config::close_timeout), or the transport was not
+    /// closed by then: the transport should close now.
+    Closing,
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Connection {
+    /// When [`handle_timeout`](Self::handle_timeout) is next due, if ever: the driver
+    /// schedules one wake-up there. It changes after every input, command and timeout, so
+    /// ask again after each. `None` also before the first call that passed the time (a
+    /// connection made with [`server`](Self::server) / [`client`](Self::client) starts
+    /// its timers at its first `receive`, `close` or `handle_timeout`).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.close_now {
+            return None;
+        }
+        match &self.state {
+            State::Open => {
+                let last = self.last_input?;
+                let config = &self.config;
+                let idle = config.idle_timeout.map(|idle| last + idle);
+                let ping = config.ping_interval.map(|interval| match self.ping_sent {
+                    Some(sent) => sent + config.pong_timeout,
+                    None => last + interval,
+                });
+                earliest(idle, ping)
+            }
+            State::LocalClosing { since } => Some(self.close_deadline(*since)),
+            State::Closed { deadline, .. } => *deadline,
+        }
+    }
+
+    /// Runs the deadlines that have passed at `now`: sends the keepalive Ping, starts the
+    /// closing handshake of an idle connection, fails one whose Ping went unanswered, ends
+    /// a closing handshake that took too long. Early or repeated calls are harmless.
+    /// Returns what expired, if anything did; then check
+    /// [`should_close_transport`](Self::should_close_transport) and the output.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Expired> {
+        let last = *self.last_input.get_or_insert(now);
+        if self.close_now {
+            return None;
+        }
+        match self.state {
+            State::Open => {
+                let config = self.config.clone();
+                if config.idle_timeout.is_some_and(|idle| now >= last + idle) {
+                    let _ = self.close_with_standard_code(now, CloseCode::GOING_AWAY, "idle timeout");
+                    return Some(Expired::Idle);
+                }
+                let interval = config.ping_interval?;
+                match self.ping_sent {
+                    None if now >= last + interval => {
+                        let _ = self.send_ping(b"");
+                        self.ping_sent = Some(now);
+                    }
+                    Some(sent) if now >= sent + config.pong_timeout => {
+                        self.abort("no pong to the keepalive ping");
+                        return Some(Expired::Pong);
+                    }
+                    _ => {}
+                }
+                None
+            }
+            State::LocalClosing { since } if now >= self.close_deadline(since) => {
+                self.abort("the closing handshake timed out");
+                Some(Expired::Closing)
+            }
+            State::Closed {
+                deadline: Some(deadline),
+                ..
+            } if now >= deadline => {
+                self.close_now = true;
+                Some(Expired::Closing)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, ConnectionState, Event, FixedRandom};
+    use std::time::Duration;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn feed(conn: &mut Connection, now: Instant, mut input: &[u8]) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(event) = conn.receive(now, &mut input).unwrap() {
+            events.push(event);
+        }
+        events
+    }
+
+    fn drain(conn: &mut Connection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            out.extend_from_slice(conn.pending_output());
+            let n = conn.pending_output().len();
+            conn.consume_output(n);
+        }
+        out
+    }
+
+    #[test]
+    fn no_timers_by_default_until_closing() {
+        let t0 = Instant::now();
+        let mut server = Connection::server(Config::default());
+        assert_eq!(server.handle_timeout(t0), None);
+        assert_eq!(server.poll_timeout(), None, "no keepalive, no idle timeout");
+        server.close(t0, CloseCode::NORMAL, "").unwrap();
+        assert_eq!(server.poll_timeout(), Some(t0 + secs(5)));
+        assert_eq!(server.handle_timeout(t0 + secs(4)), None);
+        assert_eq!(server.handle_timeout(t0 + secs(5)), Some(Expired::Closing));
+        assert_eq!(server.close_status().unwrap().code, CloseCode::ABNORMAL);
+        assert!(server.should_close_transport());
+        assert_eq!(server.poll_timeout(), None);
+    }
+
+    #[test]
+    fn keepalive_pings_then_fails_without_a_pong() {
+        let t0 = Instant::now();
+        let config = Config {
+            ping_interval: Some(secs(10)),
+            pong_timeout: secs(3),
+            ..Config::default()
+        };
+        let mut server = Connection::server(config);
+        server.handle_timeout(t0);
+        assert_eq!(server.poll_timeout(), Some(t0 + secs(10)));
+        assert_eq!(server.handle_timeout(t0 + secs(10)), None);
+        assert_eq!(drain(&mut server), [0x89, 0x00], "an empty Ping");
+        assert_eq!(server.poll_timeout(), Some(t0 + secs(13)));
+        // Any input counts as an answer and restarts the interval.
+        let pong = [0x8a, 0x80, 1, 2, 3, 4];
+        assert_eq!(feed(&mut server, t0 + secs(12), &pong).len(), 1);
+        assert_eq!(server.poll_timeout(), Some(t0 + secs(22)));
+        server.handle_timeout(t0 + secs(22));
+        drain(&mut server);
+        assert_eq!(server.handle_timeout(t0 + secs(25)), Some(Expired::Pong));
+        assert_eq!(server.state(), ConnectionState::Closed);
+        assert!(server.should_close_transport());
+    }
+
+    #[test]
+    fn idle_connections_are_closed_with_1001() {
+        let t0 = Instant::now();
+        let config = Config {
+            idle_timeout: Some(secs(30)),
+            ..Config::default()
+        };
+        let mut client = Connection::client(config, Box::new(FixedRandom::new(&[0])));
+        client.handle_timeout(t0);
+        assert_eq!(client.poll_timeout(), Some(t0 + secs(30)));
+        assert_eq!(client.handle_timeout(t0 + secs(30)), Some(Expired::Idle));
+        assert_eq!(client.state(), ConnectionState::Closing);
+        let close = drain(&mut client);
+        assert_eq!(close[0], 0x88);
+        assert_eq!(client.poll_timeout(), Some(t0 + secs(35)), "now the close timer");
+    }
+
+    #[test]
+    fn a_client_waits_for_the_servers_fin_at_most_the_close_timeout() {
+        let t0 = Instant::now();
+        let mut client = Connection::client(Config::default(), Box::new(FixedRandom::new(&[0])));
+        client.close(t0, CloseCode::NORMAL, "").unwrap();
+        // The server's answering Close, a second later.
+        assert_eq!(feed(&mut client, t0 + secs(1), &[0x88, 0x00]).len(), 1);
+        drain(&mut client);
+        assert_eq!(client.state(), ConnectionState::Closed);
+        assert!(!client.should_close_transport(), "the server closes first");
+        assert_eq!(client.poll_timeout(), Some(t0 + secs(5)), "counted from our Close");
+        assert_eq!(client.handle_timeout(t0 + secs(5)), Some(Expired::Closing));
+        assert!(client.should_close_transport());
+        assert!(client.close_status().unwrap().clean, "the handshake itself was clean");
+    }
+
+    #[test]
+    fn a_server_whose_peer_never_reads_its_close_gives_up_at_the_close_timeout() {
+        let t0 = Instant::now();
+        let mut server = Connection::server(Config::default());
+        let close = [0x88, 0x80, 0, 0, 0, 0];
+        assert_eq!(feed(&mut server, t0, &close).len(), 1);
+        assert!(server.wants_write(), "our answering Close, never written");
+        assert!(!server.should_close_transport());
+        assert_eq!(server.handle_timeout(t0 + secs(5)), Some(Expired::Closing));
+        assert!(server.should_close_transport());
+    }
+}
