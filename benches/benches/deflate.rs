@@ -3,6 +3,8 @@
 //! on compressible text and on random bytes; `memcpy` of the payload in the same run is
 //! the baseline. Read the lines of one group as ratios.
 
+use std::time::Instant;
+
 use criterion::{black_box, criterion_main, BenchmarkId, Criterion, Throughput};
 use ws6455_core::{
     Config, Connection, DeflateConfig, DeflateParams, Event, FixedRandom, MessageKind,
@@ -41,15 +43,12 @@ fn transfer(server: &mut Connection, client: &mut Connection, payload: &[u8], te
     server.consume_output(wire.len());
     let mut rest = &wire[..];
     let mut received = 0;
-    while !rest.is_empty() {
-        let used = client.receive_data(rest).unwrap();
-        rest = &rest[used..];
-        while let Some(event) = client.poll_event() {
-            if let Event::Message { data, kind } = event {
-                debug_assert_eq!(kind == MessageKind::Text, text);
-                received += data.len();
-                client.recycle(data);
-            }
+    let now = Instant::now();
+    while let Some(event) = client.receive(now, &mut rest).unwrap() {
+        if let Event::Message { data, kind } = event {
+            debug_assert_eq!(kind == MessageKind::Text, text);
+            received += data.len();
+            client.recycle(data);
         }
     }
     received

@@ -3,6 +3,8 @@
 //! baseline. Compare the throughput lines of one group: ratios, not absolute figures,
 //! are what survives a noisy shared machine.
 
+use std::time::Instant;
+
 use criterion::{black_box, criterion_main, BenchmarkId, Criterion, Throughput};
 use ws6455_benches::{frames_per_batch, masked_frames};
 use ws6455_core::encoder::encode_frame;
@@ -42,14 +44,11 @@ fn decode(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(kind, name), |b| {
                 b.iter(|| {
                     let mut rest = &black_box(wire)[..];
-                    while !rest.is_empty() {
-                        let used = server.receive_data(rest).unwrap();
-                        rest = &rest[used..];
-                        while let Some(event) = server.poll_event() {
-                            if let Event::Message { data, .. } = event {
-                                black_box(&data);
-                                server.recycle(data);
-                            }
+                    let now = Instant::now();
+                    while let Some(event) = server.receive(now, &mut rest).unwrap() {
+                        if let Event::Message { data, .. } = event {
+                            black_box(&data);
+                            server.recycle(data);
                         }
                     }
                 })

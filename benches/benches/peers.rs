@@ -5,12 +5,14 @@
 //! The peers read from a stream, so every decoder here is fed the same way: a stream
 //! that replays the same frames forever (one copy per read, as a socket read would make)
 //! and `count` messages taken per iteration. For ws6455 that is what the event loop
-//! does: read into a 256 KiB buffer, hand the bytes to `Connection::receive_data`.
+//! does: read into a 256 KiB buffer, hand the bytes to `Connection::receive`.
 //! Every decoder unmasks the payload; binary messages, so no UTF-8 check anywhere.
 
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+
+use std::time::Instant;
 
 use criterion::{black_box, criterion_main, BenchmarkId, Criterion, Throughput};
 use ws6455_benches::{frames_per_batch, masked_frames};
@@ -113,20 +115,24 @@ fn decode_peers(c: &mut Criterion) {
         let mut buf = vec![0u8; 256 << 10];
         // Bytes read but not yet decoded, carried between iterations.
         let (mut start, mut end) = (0, 0);
+        // The time of the last read, as a driver passes it.
+        let mut now = Instant::now();
         group.bench_function(BenchmarkId::new("ws6455", name), |b| {
             b.iter(|| {
                 let mut messages = 0;
                 while messages < count {
                     if start == end {
                         (start, end) = (0, stream.fill(&mut buf));
+                        now = Instant::now();
                     }
-                    start += server.receive_data(&buf[start..end]).expect("valid frames");
-                    while let Some(event) = server.poll_event() {
-                        if let Event::Message { data, .. } = event {
-                            black_box(&data);
-                            server.recycle(data);
-                            messages += 1;
-                        }
+                    let mut rest = &buf[start..end];
+                    // One message at a time, as an application that answers each would.
+                    let event = server.receive(now, &mut rest).expect("valid frames");
+                    start = end - rest.len();
+                    if let Some(Event::Message { data, .. }) = event {
+                        black_box(&data);
+                        server.recycle(data);
+                        messages += 1;
                     }
                 }
             })

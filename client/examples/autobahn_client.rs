@@ -56,7 +56,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // with every parameter combination; the other cases ignore it.
         let options = ClientOptions {
             limits: LoopConfig {
-                deflate: Some(DeflateConfig::default()),
+                protocol: ProtocolConfig {
+                    deflate: Some(DeflateConfig::default()),
+                    ..ProtocolConfig::default()
+                },
                 ..LoopConfig::default()
             },
             ..ClientOptions::default()

@@ -10,31 +10,26 @@ use std::time::{Duration, Instant};
 use ws6455_mio::rustls::{self, pki_types::ServerName, ClientConfig, ClientConnection};
 use ws6455_mio::ClientStream;
 
-use ws6455_core::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, Response};
-use ws6455_core::{DeflateConfig, DeflateParams, OsRandom};
+use ws6455_core::connect::{Connected, Connector};
+use ws6455_core::handshake::{ClientHandshakeError, ClientRequest};
+use ws6455_core::{Config, OsRandom};
 
 use crate::error::ConnectError;
 use crate::url::WsUrl;
-
-/// The largest handshake response accepted.
-const MAX_RESPONSE_SIZE: usize = 16 << 10;
 
 /// What the handshake needs besides the URL.
 pub(crate) struct Offer<'a> {
     pub(crate) subprotocols: &'a [&'a str],
     pub(crate) headers: &'a [(&'a str, &'a str)],
-    /// Offer permessage-deflate with these preferences.
-    pub(crate) deflate: Option<&'a DeflateConfig>,
+    /// The protocol configuration (its deflate preferences make the offer).
+    pub(crate) config: Arc<Config>,
 }
 
-/// A connected, upgraded stream (blocking mode, no timeouts left set).
+/// A connected, upgraded stream (blocking mode, no timeouts left set) and the open
+/// connection the handshake made.
 pub(crate) struct Upgraded {
     pub(crate) stream: ClientStream,
-    pub(crate) response: Response,
-    /// permessage-deflate, when the server agreed to it.
-    pub(crate) deflate: Option<DeflateParams>,
-    /// Frames the server sent right after its response.
-    pub(crate) leftover: Vec<u8>,
+    pub(crate) connected: Connected,
 }
 
 fn time_left(deadline: Instant, timeout: Duration) -> Result<Duration, ConnectError> {
@@ -231,22 +226,16 @@ pub(crate) fn open(
 ) -> Result<Upgraded, ConnectError> {
     let deadline = Instant::now() + timeout;
     let host = url.host_header();
-    let deflate_offer = offer.deflate.map(DeflateConfig::offer);
-    let extensions: Vec<&str> = deflate_offer.iter().map(String::as_str).collect();
-    let mut request = Vec::new();
-    let mut handshake = ClientHandshake::new(
-        &ClientRequest {
-            host: &host,
-            resource: &url.resource,
-            subprotocols: offer.subprotocols,
-            extensions: &extensions,
-            headers: offer.headers,
-        },
-        &mut OsRandom::new(),
-        MAX_RESPONSE_SIZE,
-        &mut request,
-    )
-    .map_err(|e| ConnectError::InvalidHeader(e.name))?;
+    let request = ClientRequest {
+        host: &host,
+        resource: &url.resource,
+        subprotocols: offer.subprotocols,
+        extensions: &[],
+        headers: offer.headers,
+    };
+    let random = Box::new(OsRandom::new());
+    let mut connector = Connector::new(&request, offer.config.clone(), random, Instant::now())
+        .map_err(|e| ConnectError::InvalidHeader(e.name))?;
     let socket = connect_tcp(url, deadline, timeout)?;
     let _ = socket.set_nodelay(true);
     let socket = DeadlineSocket { socket, deadline };
@@ -257,10 +246,16 @@ pub(crate) fn open(
         HandshakeStream::Tcp(socket)
     };
     let io_error = |e: io::Error| tls_error(e, &url.host, timeout);
-    stream.stream().write_all(&request).map_err(io_error)?;
+    stream
+        .stream()
+        .write_all(connector.pending_output())
+        .map_err(io_error)?;
+    let sent = connector.pending_output().len();
+    connector.consume_output(sent);
     stream.stream().flush().map_err(io_error)?;
     let mut buf = [0u8; 4096];
-    let response = loop {
+    // The connect deadline bounds this loop (every read gets the time left).
+    let connected = loop {
         let n = match stream.stream().read(&mut buf) {
             Ok(0) => {
                 return Err(ConnectError::Io(io::Error::new(
@@ -272,25 +267,18 @@ pub(crate) fn open(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io_error(e)),
         };
-        match handshake.receive_data(&buf[..n]) {
-            Ok(Some(response)) => break response,
+        match connector.receive_data(Instant::now(), &buf[..n]) {
+            Ok(Some(connected)) => break connected,
             Ok(None) => {}
             Err(ClientHandshakeError::Rejected { status, reason }) => {
                 return Err(ConnectError::Refused { status, reason })
             }
+            Err(ClientHandshakeError::Extension(e)) => return Err(ConnectError::Extension(e)),
             Err(e) => return Err(ConnectError::Handshake(e)),
         }
     };
-    let deflate = match offer.deflate {
-        Some(ours) => ours
-            .check_response(&response.extensions)
-            .map_err(ConnectError::Extension)?,
-        None => None,
-    };
     Ok(Upgraded {
         stream: stream.into_client_stream().map_err(ConnectError::Io)?,
-        response,
-        deflate,
-        leftover: handshake.leftover().to_vec(),
+        connected,
     })
 }

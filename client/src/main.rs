@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ws6455_client::{
-    ClientHandler, ClientOptions, Data, ErrorEvent, LoopConfig, MessageEvent, WebSocket,
+    ClientHandler, ClientOptions, Data, ErrorEvent, LoopConfig, MessageEvent, ProtocolConfig,
+    WebSocket,
 };
 
 const USAGE: &str = "\
@@ -226,8 +227,11 @@ fn main() -> ExitCode {
         connect_timeout: args.timeout,
         tls,
         limits: LoopConfig {
-            ping_interval: args.ping_interval,
-            deflate: args.deflate.then(ws6455_client::DeflateConfig::default),
+            protocol: ProtocolConfig {
+                ping_interval: args.ping_interval,
+                deflate: args.deflate.then(ws6455_client::DeflateConfig::default),
+                ..ProtocolConfig::default()
+            },
             ..LoopConfig::default()
         },
         ..ClientOptions::default()

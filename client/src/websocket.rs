@@ -103,10 +103,10 @@ impl fmt::Debug for ClientLoop {
 impl ClientLoop {
     /// Starts a loop thread. It runs until [`shutdown`](Self::shutdown).
     pub fn new() -> std::io::Result<ClientLoop> {
-        let (event_loop, handle) = EventLoop::unbound(Glue, Arc::new(LoopConfig::default()))?;
+        let (event_loop, handle) = EventLoop::unbound(Arc::new(LoopConfig::default()))?;
         std::thread::Builder::new()
             .name("ws6455-client-loop".into())
-            .spawn(move || event_loop.run())?;
+            .spawn(move || event_loop.run(Glue))?;
         Ok(ClientLoop { handle })
     }
 
@@ -196,16 +196,16 @@ impl WebSocket {
         let offer = Offer {
             subprotocols: &protocols,
             headers: &headers,
-            deflate: options.limits.deflate.as_ref(),
+            config: Arc::new(options.limits.protocol.clone()),
         };
         let upgraded = open(&parsed, &offer, options.tls, options.connect_timeout)?;
         let data_type = handler.data_type();
         let mut ws = None;
+        let response = upgraded.connected.response;
         let adopted = event_loop.handle.adopt(
             upgraded.stream,
-            upgraded.leftover,
-            Arc::new(options.limits),
-            upgraded.deflate,
+            upgraded.connected.connection,
+            &options.limits,
             |shared| {
                 let made = WebSocket {
                     inner: Arc::new(Inner {
@@ -213,8 +213,8 @@ impl WebSocket {
                         handler,
                         url: url.to_owned(),
                         data_type,
-                        subprotocol: upgraded.response.subprotocol,
-                        response_headers: upgraded.response.headers,
+                        subprotocol: response.subprotocol,
+                        response_headers: response.headers,
                         terminated: Mutex::new(None),
                         terminated_signal: Condvar::new(),
                     }),

@@ -458,7 +458,10 @@ fn after_the_close_handshake_the_client_waits_for_the_server_then_gives_up() {
         recorder,
         ClientOptions {
             limits: LoopConfig {
-                close_timeout: Duration::from_millis(300),
+                protocol: ProtocolConfig {
+                    close_timeout: Duration::from_millis(300),
+                    ..ProtocolConfig::default()
+                },
                 ..LoopConfig::default()
             },
             ..ClientOptions::default()
@@ -482,8 +485,11 @@ fn keepalive_drops_a_server_that_never_answers_pings() {
         recorder.clone(),
         ClientOptions {
             limits: LoopConfig {
-                ping_interval: Some(Duration::from_millis(100)),
-                pong_timeout: Duration::from_millis(200),
+                protocol: ProtocolConfig {
+                    ping_interval: Some(Duration::from_millis(100)),
+                    pong_timeout: Duration::from_millis(200),
+                    ..ProtocolConfig::default()
+                },
                 ..LoopConfig::default()
             },
             ..ClientOptions::default()

@@ -82,7 +82,7 @@ fn start(
         listen: "127.0.0.1:0".parse().unwrap(),
         ..ws6455_server::ServerOptions::default()
     };
-    options.limits.deflate = deflate;
+    options.limits.protocol.deflate = deflate;
     options.limits.protocol.max_message_size = max_message_size;
     let record = Arc::new(EchoServer::default());
     let server =
@@ -93,7 +93,10 @@ fn start(
 fn deflating(config: DeflateConfig) -> ClientOptions {
     ClientOptions {
         limits: LoopConfig {
-            deflate: Some(config),
+            protocol: ProtocolConfig {
+                deflate: Some(config),
+                ..ProtocolConfig::default()
+            },
             ..LoopConfig::default()
         },
         ..ClientOptions::default()

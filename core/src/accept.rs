@@ -275,7 +275,10 @@ mod tests {
     fn accepted(config: Config, request: &[u8]) -> Accepted {
         let now = Instant::now();
         let mut acceptor = Acceptor::new(config, now);
-        acceptor.receive_data(now, request).unwrap().expect("complete")
+        acceptor
+            .receive_data(now, request)
+            .unwrap()
+            .expect("complete")
     }
 
     #[test]
@@ -297,7 +300,10 @@ mod tests {
         };
         let mut conn = accepted.accept(&choices, now).unwrap();
         let out = String::from_utf8(conn.pending_output().to_vec()).unwrap();
-        assert!(out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{out}");
+        assert!(
+            out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{out}"
+        );
         assert!(out.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(out.contains("Sec-WebSocket-Protocol: superchat\r\n"));
         assert!(out.contains("Sec-WebSocket-Extensions: permessage-deflate"));
@@ -362,7 +368,10 @@ mod tests {
         assert_eq!(refused.error.status(), 426);
         assert_eq!(refused.reply.status(), 426);
         assert!(refused.reply.pending_output().starts_with(b"HTTP/1.1 426"));
-        assert!(acceptor.receive_data(now, b"more").unwrap_or(None).is_none());
+        assert!(acceptor
+            .receive_data(now, b"more")
+            .unwrap_or(None)
+            .is_none());
     }
 
     #[test]

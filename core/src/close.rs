@@ -184,7 +184,10 @@ mod tests {
 
     #[test]
     fn close_checks_by_sender() {
-        assert_eq!(check_close(CloseCode(4000), "ok", Closer::Application), Ok(()));
+        assert_eq!(
+            check_close(CloseCode(4000), "ok", Closer::Application),
+            Ok(())
+        );
         assert_eq!(
             check_close(CloseCode(1001), "", Closer::Application),
             Err(SendError::InvalidCloseCode(1001))
@@ -228,7 +231,10 @@ mod tests {
         assert!(text.starts_with(cut));
         let mut buf = [0u8; 125];
         assert_eq!(encode_close_payload(CloseCode::NO_STATUS, "x", &mut buf), 0);
-        assert_eq!(encode_close_payload(CloseCode(1000), &text, &mut buf), 2 + cut.len());
+        assert_eq!(
+            encode_close_payload(CloseCode(1000), &text, &mut buf),
+            2 + cut.len()
+        );
     }
 
     #[test]

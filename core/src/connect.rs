@@ -20,7 +20,9 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::connection::Connection;
-use crate::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, InvalidHeader, Response};
+use crate::handshake::{
+    ClientHandshake, ClientHandshakeError, ClientRequest, InvalidHeader, Response,
+};
 use crate::random::RandomSource;
 
 /// A client connection during its opening handshake.
@@ -72,8 +74,12 @@ impl Connector {
             ..request.clone()
         };
         let mut bytes = Vec::new();
-        let handshake =
-            ClientHandshake::new(&request, &mut *random, config.max_handshake_size, &mut bytes)?;
+        let handshake = ClientHandshake::new(
+            &request,
+            &mut *random,
+            config.max_handshake_size,
+            &mut bytes,
+        )?;
         Ok(Connector {
             handshake,
             request: bytes,
@@ -214,7 +220,10 @@ mod tests {
         let error = connector
             .receive_data(now, b"HTTP/1.1 403 Forbidden\r\n\r\n")
             .unwrap_err();
-        assert!(matches!(error, ClientHandshakeError::Rejected { status: 403, .. }));
+        assert!(matches!(
+            error,
+            ClientHandshakeError::Rejected { status: 403, .. }
+        ));
         assert_eq!(connector.poll_timeout(), None);
 
         let mut connector = Connector::new(&request, Config::default(), random(), now).unwrap();

@@ -3,6 +3,8 @@
 //! nothing follows its Close frame.
 #![no_main]
 
+use std::time::Instant;
+
 use libfuzzer_sys::fuzz_target;
 use ws6455_core::{CloseCode, Config, Connection, DeflateConfig, DeflateParams, FixedRandom, Role};
 use ws6455_fuzz::{assert_valid_output_with, chunks};
@@ -21,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         max_message_size: 1 << 14,
         auto_pong: control & 2 == 0,
         fragment_size: (control & 4 != 0).then_some(7),
+        ..Config::default()
     };
     let mut conn = match role {
         Role::Server => Connection::server(config),
@@ -44,39 +47,31 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let mut output = Vec::new();
+    let now = Instant::now();
     for (i, piece) in chunks(input, control).into_iter().enumerate() {
         let mut rest = piece;
-        // Each round consumes bytes or drains an event; bounded all the same.
-        for _ in 0..=2 * piece.len() + 1 {
-            match conn.receive_data(rest) {
-                Ok(used) => rest = &rest[used..],
-                Err(_) => rest = &[],
-            }
-            while let Some(event) = conn.poll_event() {
-                if let ws6455_core::Event::Message { data, .. } = event {
-                    // Echo, as an application would (by value when the length is
-                    // odd, by reference when even); refused once closing.
-                    let _ = if data.len() % 2 == 1 {
-                        conn.send_binary_owned(data)
-                    } else {
-                        conn.send_binary(&data)
-                    };
-                }
-            }
-            if rest.is_empty() {
-                break;
+        // Each call returns an event or takes every byte: the loop ends on its own.
+        while let Ok(Some(event)) = conn.receive(now, &mut rest) {
+            if let ws6455_core::Event::Message { data, .. } = event {
+                // Echo, as an application would (by value when the length is odd, by
+                // reference when even); refused once closing.
+                let _ = if data.len() % 2 == 1 {
+                    conn.send_binary_owned(data)
+                } else {
+                    conn.send_binary(&data)
+                };
             }
         }
-        assert!(rest.is_empty(), "receive_data made no progress");
+        assert!(rest.is_empty(), "receive left input behind");
         match ((control >> 3) & 7, i) {
             (1, 2) => {
-                let _ = conn.close(CloseCode::NORMAL, "done");
+                let _ = conn.close(now, CloseCode::NORMAL, "done");
             }
             (2, 1) => {
                 let _ = conn.send_ping(b"ping");
             }
             (3, 3) => {
-                let _ = conn.close(CloseCode(1011), "refused: not an application code");
+                let _ = conn.close(now, CloseCode(1011), "refused: not an application code");
             }
             _ => {}
         }

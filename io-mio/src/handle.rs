@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mio::Waker;
-use ws6455_core::CloseCode;
+use ws6455_core::close::{check_close, Closer};
+use ws6455_core::{CloseCode, Connection};
 
 use crate::config::{Backpressure, LoopConfig};
 
@@ -93,6 +94,11 @@ impl ConnShared {
     /// Outgoing bytes accepted by `send` and not yet written to the socket.
     pub fn buffered_amount(&self) -> usize {
         self.queued.load(Ordering::Acquire) + self.unwritten.load(Ordering::Acquire)
+    }
+
+    /// The cap on this connection's buffered outgoing bytes.
+    pub(crate) fn max_buffered(&self) -> usize {
+        self.max_buffered
     }
 
     pub(crate) fn set_unwritten(&self, bytes: usize) {
@@ -212,11 +218,9 @@ pub(crate) struct Adoption {
     pub(crate) shared: Arc<ConnShared>,
     /// The application state: the loop's `Handler::Conn`, boxed to cross the queue.
     pub(crate) app: Box<dyn std::any::Any + Send>,
-    /// Bytes that arrived after the handshake response.
-    pub(crate) leftover: Vec<u8>,
-    pub(crate) config: Arc<LoopConfig>,
-    /// permessage-deflate as agreed in the handshake.
-    pub(crate) deflate: Option<ws6455_core::DeflateParams>,
+    /// The open connection the client's handshake made (with the frames that followed
+    /// the response, its timers and extensions).
+    pub(crate) core: Box<Connection>,
 }
 
 impl fmt::Debug for Adoption {
@@ -251,7 +255,7 @@ impl Command {
     /// Applies a connection command to its open core. A refusal means the state changed
     /// since the handle checked it (a close crossed the send): the command is moot, as
     /// the API documents.
-    pub(crate) fn apply(self, core: &mut ws6455_core::Connection) {
+    pub(crate) fn apply(self, core: &mut ws6455_core::Connection, now: std::time::Instant) {
         let _ = match self {
             Command::Send {
                 message: Outgoing::Text(text),
@@ -263,7 +267,9 @@ impl Command {
             } => core.send_binary_owned(data),
             Command::SendFrame { frame, .. } => core.send_encoded(&frame),
             Command::Ping { payload, .. } => core.send_ping(&payload),
-            Command::Close { code, reason, .. } => core.close_with_standard_code(code, &reason),
+            Command::Close { code, reason, .. } => {
+                core.close_with_standard_code(now, code, &reason)
+            }
             Command::Shutdown { .. } | Command::Adopt(_) => Ok(()),
         };
     }
@@ -303,6 +309,7 @@ impl HandleInner {
         &self,
         shared: &ConnShared,
         core: &mut ws6455_core::Connection,
+        now: std::time::Instant,
     ) {
         let mine = {
             let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
@@ -324,7 +331,7 @@ impl HandleInner {
         };
         for command in mine {
             command.dequeue();
-            command.apply(core);
+            command.apply(core, now);
         }
     }
 }
@@ -420,12 +427,7 @@ impl LoopHandle {
         code: CloseCode,
         reason: &str,
     ) -> Result<(), SendError> {
-        if !code.is_application_code() {
-            return Err(SendError::Protocol(
-                ws6455_core::SendError::InvalidCloseCode(code.0),
-            ));
-        }
-        self.close_with_standard_code(conn, code, reason)
+        self.close_as(conn, code, reason, Closer::Application)
     }
 
     /// Starts the closing handshake with any code valid on the wire (for the engine:
@@ -436,16 +438,19 @@ impl LoopHandle {
         code: CloseCode,
         reason: &str,
     ) -> Result<(), SendError> {
-        if !code.is_valid_on_wire() {
-            return Err(SendError::Protocol(
-                ws6455_core::SendError::InvalidCloseCode(code.0),
-            ));
-        }
-        if reason.len() > ws6455_core::close::MAX_CLOSE_REASON {
-            return Err(SendError::Protocol(
-                ws6455_core::SendError::CloseReasonTooLong(reason.len()),
-            ));
-        }
+        self.close_as(conn, code, reason, Closer::Engine)
+    }
+
+    /// Checks the close by the core's rules on the caller's thread (so that a refusal
+    /// is reported at once), then queues it.
+    fn close_as(
+        &self,
+        conn: &Arc<ConnShared>,
+        code: CloseCode,
+        reason: &str,
+        by: Closer,
+    ) -> Result<(), SendError> {
+        check_close(code, reason, by).map_err(SendError::Protocol)?;
         match conn.status() {
             Status::Connected | Status::Connecting => {}
             other => return Err(SendError::NotOpen(other)),
@@ -459,36 +464,34 @@ impl LoopHandle {
     }
 
     /// Hands the loop a connection that was opened and upgraded elsewhere (a client's:
-    /// TCP connected, TLS and WebSocket handshakes done on the caller's thread), with `config` as its limits
-    /// and timeouts. `make_app` builds the application state from the connection's shared
-    /// state; it must be the loop's `Handler::Conn` type (anything else is dropped, and the
-    /// connection with it). The status is `Connected` on return, so sends may follow at
-    /// once: the loop applies commands in order, the adoption first. The loop calls
-    /// `on_open`, then decodes `leftover`; a loop shutting down then closes it at once
-    /// (1001). Refused (the socket is dropped) when the loop has stopped. `deflate`: the
-    /// permessage-deflate parameters the server agreed to (applied with
-    /// `config.deflate`'s threshold and level).
+    /// TCP connected, TLS and WebSocket handshakes done on the caller's thread by
+    /// [`ws6455_core::connect::Connector`]): `core` is the open connection it made, with
+    /// its limits, timeouts and extensions and the frames that followed the response;
+    /// `config` gives the backpressure cap. `make_app` builds the application state from
+    /// the connection's shared state; it must be the loop's `Handler::Conn` type
+    /// (anything else is dropped, and the connection with it). The status is `Connected`
+    /// on return, so sends may follow at once: the loop applies commands in order, the
+    /// adoption first. The loop calls `on_open`, then decodes what the core holds; a loop
+    /// shutting down then closes it at once (1001). Refused (the socket is dropped) when
+    /// the loop has stopped.
     pub fn adopt<C: Send + 'static>(
         &self,
         stream: crate::ClientStream,
-        leftover: Vec<u8>,
-        config: Arc<LoopConfig>,
-        deflate: Option<ws6455_core::DeflateParams>,
+        core: Connection,
+        config: &LoopConfig,
         make_app: impl FnOnce(&Arc<ConnShared>) -> C,
     ) -> Result<Arc<ConnShared>, LoopStopped> {
         if self.is_stopped() {
             return Err(LoopStopped);
         }
-        let shared = Arc::new(ConnShared::new(usize::MAX, &config));
+        let shared = Arc::new(ConnShared::new(usize::MAX, config));
         shared.set_status(Status::Connected);
         let app = Box::new(make_app(&shared));
         self.push(Command::Adopt(Box::new(Adoption {
             stream,
             shared: shared.clone(),
             app,
-            leftover,
-            config,
-            deflate,
+            core: Box::new(core),
         })));
         Ok(shared)
     }

@@ -75,13 +75,13 @@ impl fmt::Display for ConnError {
 
 impl std::error::Error for ConnError {}
 
-/// The application glue of a loop. Each loop thread owns a clone.
+/// The application glue of a loop, owned by the loop's thread.
 ///
 /// Per connection the loop guarantees the order: [`on_open`](Self::on_open) once, then
 /// [`on_message`](Self::on_message) any number of times, then at most one
 /// [`on_error`](Self::on_error), then [`on_close`](Self::on_close) exactly once. A panic
 /// in any callback is caught: it fails that connection (1011), nothing else.
-pub trait Handler: Clone + Send + 'static {
+pub trait Handler: Send + 'static {
     /// Per-connection application state.
     type Conn: Send + 'static;
 

@@ -2,10 +2,16 @@
 //!
 //! One loop is one thread: a `mio::Poll`, a listener, a slab of connections, a timer heap
 //! and a command queue with a `mio::Waker`, so that any thread can send, close or shut
-//! down through a [`LoopHandle`]. The application plugs in through [`Handler`]. Time is
-//! read here and only here; the core is told what happened.
+//! down through a [`LoopHandle`]. The application plugs in through [`Handler`], handed to
+//! [`EventLoop::run`] on the loop's thread.
 //!
-//! Memory: all connections of a loop share one 64 KiB read buffer; a connection keeps
+//! A thin driver: the protocol, both handshakes, the close rules and every timer
+//! (handshake, close, idle, keepalive, pong) are `ws6455_core`'s. The loop reads the
+//! clock and passes the time in, moves bytes between sockets and the core, schedules one
+//! wake-up per connection at the core's `poll_timeout`, and isolates the application's
+//! panics.
+//!
+//! Memory: all connections of a loop share one 256 KiB read buffer; a connection keeps
 //! only bytes of a frame still incomplete, and output buffers are freed once drained.
 //!
 //! Backpressure: while a connection's buffered outgoing bytes exceed
@@ -20,6 +26,8 @@
 
 pub mod app;
 mod config;
+mod conn;
+mod dispatch;
 mod event_loop;
 mod handle;
 mod handler;
@@ -65,7 +73,7 @@ pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListe
 }
 
 /// Starts one loop thread per listener, each with a clone of `handler`.
-pub fn spawn<H: Handler>(
+pub fn spawn<H: Handler + Clone>(
     listeners: Vec<std::net::TcpListener>,
     handler: H,
     config: LoopConfig,
@@ -73,10 +81,11 @@ pub fn spawn<H: Handler>(
     let config = Arc::new(config);
     let mut loops = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
-        let (event_loop, handle) = EventLoop::new(listener, handler.clone(), config.clone())?;
+        let (event_loop, handle) = EventLoop::new(listener, config.clone())?;
+        let handler = handler.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ws6455-loop-{i}"))
-            .spawn(move || event_loop.run())?;
+            .spawn(move || event_loop.run(handler))?;
         loops.push((handle, thread));
     }
     Ok(loops)

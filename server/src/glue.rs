@@ -2,7 +2,7 @@
 //! handlers: path matching, refusal, data type conversion, the connections collection.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use ws6455_core::handshake::{reject_response, HandshakeError};
 use ws6455_core::{CloseStatus, MessageKind};
@@ -13,22 +13,19 @@ use crate::server::{ServerInner, WebSocketServer};
 use crate::types::{ConnectionEvent, Request};
 use ws6455_mio::app::{ConnHandle, Data, Error, ErrorEvent, MessageEvent, TerminateEvent};
 
-/// One loop's view of the server. The slot is filled before the loop starts.
-#[derive(Clone)]
+/// One loop's view of the server: handed to the loop when it starts running.
 pub(crate) struct Glue {
-    slot: Arc<OnceLock<Arc<ServerInner>>>,
+    server: Arc<ServerInner>,
     index: usize,
 }
 
 impl Glue {
-    pub(crate) fn new(slot: Arc<OnceLock<Arc<ServerInner>>>, index: usize) -> Self {
-        Glue { slot, index }
+    pub(crate) fn new(server: Arc<ServerInner>, index: usize) -> Self {
+        Glue { server, index }
     }
 
     fn server(&self) -> &Arc<ServerInner> {
-        self.slot
-            .get()
-            .expect("the server is set before its loops start")
+        &self.server
     }
 
     fn handle(&self) -> WebSocketServer {

@@ -111,7 +111,9 @@ fn parse_args() -> Result<Option<Args>, String> {
                     }
                 }
             }
-            "--deflate" => options.limits.deflate = Some(ws6455_server::DeflateConfig::default()),
+            "--deflate" => {
+                options.limits.protocol.deflate = Some(ws6455_server::DeflateConfig::default())
+            }
             "--tls-cert" => tls_cert = Some(std::path::PathBuf::from(value()?)),
             "--tls-key" => tls_key = Some(std::path::PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other}")),

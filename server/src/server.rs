@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ pub struct ServerOptions {
     /// Limits, timeouts and backpressure.
     pub limits: LoopConfig,
     /// Serve `wss://` (and `https://` for plain HTTP answers): every connection starts with
-    /// a TLS handshake, which counts toward `limits.handshake_timeout`. Build it with
+    /// a TLS handshake, which counts toward `limits.protocol.handshake_timeout`. Build it with
     /// [`ws6455_mio::tls::server_config_from_pem_files`] or its siblings (PEM in memory,
     /// DER). `None` (the default) serves plain `ws://`.
     pub tls: Option<Arc<ws6455_mio::rustls::ServerConfig>>,
@@ -165,14 +165,12 @@ impl WebSocketServer {
         let listeners = ws6455_mio::bind(options.listen, threads)?;
         let local_addr = listeners[0].local_addr()?;
         let config = Arc::new(options.limits.clone());
-        let slot: Arc<OnceLock<Arc<ServerInner>>> = Arc::new(OnceLock::new());
         let mut loops = Vec::new();
         let mut handles = Vec::new();
-        for (index, listener) in listeners.into_iter().enumerate() {
-            let glue = Glue::new(slot.clone(), index);
+        for listener in listeners {
             let (event_loop, handle) = match &options.tls {
-                None => EventLoop::new(listener, glue, config.clone())?,
-                Some(tls) => EventLoop::with_tls(listener, tls.clone(), glue, config.clone())?,
+                None => EventLoop::new(listener, config.clone())?,
+                Some(tls) => EventLoop::with_tls(listener, tls.clone(), config.clone())?,
             };
             loops.push(event_loop);
             handles.push(handle);
@@ -188,7 +186,6 @@ impl WebSocketServer {
             done: (Mutex::new(false), Condvar::new()),
             threads: Mutex::new(Vec::new()),
         });
-        let _ = slot.set(inner.clone());
         let server = WebSocketServer { inner };
         // Connections wait in the listen backlog until the loops start: `on_open` comes first.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -196,9 +193,11 @@ impl WebSocketServer {
         }));
         let mut threads = Vec::new();
         for (index, event_loop) in loops.into_iter().enumerate() {
+            // The loop gets its handler now that the server it reports to exists.
+            let glue = Glue::new(server.inner.clone(), index);
             let thread = std::thread::Builder::new()
                 .name(format!("ws6455-server-{index}"))
-                .spawn(move || event_loop.run())?;
+                .spawn(move || event_loop.run(glue))?;
             threads.push(thread);
         }
         *server

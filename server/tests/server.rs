@@ -553,7 +553,10 @@ fn broadcast_reaches_all_but_the_excluded() {
 fn handshake_timeout_cuts_off_slow_clients() {
     let f = start(ServerOptions {
         limits: LoopConfig {
-            handshake_timeout: Duration::from_millis(200),
+            protocol: ProtocolConfig {
+                handshake_timeout: Duration::from_millis(200),
+                ..ProtocolConfig::default()
+            },
             ..LoopConfig::default()
         },
         ..ServerOptions::default()

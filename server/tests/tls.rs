@@ -62,7 +62,7 @@ fn start(handshake_timeout: Duration) -> (WebSocketServer, pki::Ca, Arc<EchoServ
         tls: Some(leaf.server_config()),
         ..ServerOptions::default()
     };
-    options.limits.handshake_timeout = handshake_timeout;
+    options.limits.protocol.handshake_timeout = handshake_timeout;
     let record = Arc::new(EchoServer::default());
     let server = WebSocketServer::new(EchoServerRef(record.clone()), options).unwrap();
     (server, ca, record)

@@ -85,7 +85,9 @@ pub struct CloseStatus {
 enum State {
     Open,
     /// We sent a Close frame (section 7.1.2) at `since` and wait for the peer's.
-    LocalClosing { since: Instant },
+    LocalClosing {
+        since: Instant,
+    },
     /// Finished; the status is final. The transport should close by `deadline` (the
     /// close timeout from the start of the closing handshake), when one is known.
     Closed {

@@ -72,7 +72,8 @@ impl Connection {
             State::Open => {
                 let config = self.config.clone();
                 if config.idle_timeout.is_some_and(|idle| now >= last + idle) {
-                    let _ = self.close_with_standard_code(now, CloseCode::GOING_AWAY, "idle timeout");
+                    let _ =
+                        self.close_with_standard_code(now, CloseCode::GOING_AWAY, "idle timeout");
                     return Some(Expired::Idle);
                 }
                 let interval = config.ping_interval?;
@@ -187,7 +188,11 @@ mod tests {
         assert_eq!(client.state(), ConnectionState::Closing);
         let close = drain(&mut client);
         assert_eq!(close[0], 0x88);
-        assert_eq!(client.poll_timeout(), Some(t0 + secs(35)), "now the close timer");
+        assert_eq!(
+            client.poll_timeout(),
+            Some(t0 + secs(35)),
+            "now the close timer"
+        );
     }
 
     #[test]
@@ -200,10 +205,17 @@ mod tests {
         drain(&mut client);
         assert_eq!(client.state(), ConnectionState::Closed);
         assert!(!client.should_close_transport(), "the server closes first");
-        assert_eq!(client.poll_timeout(), Some(t0 + secs(5)), "counted from our Close");
+        assert_eq!(
+            client.poll_timeout(),
+            Some(t0 + secs(5)),
+            "counted from our Close"
+        );
         assert_eq!(client.handle_timeout(t0 + secs(5)), Some(Expired::Closing));
         assert!(client.should_close_transport());
-        assert!(client.close_status().unwrap().clean, "the handshake itself was clean");
+        assert!(
+            client.close_status().unwrap().clean,
+            "the handshake itself was clean"
+        );
     }
 
     #[test]

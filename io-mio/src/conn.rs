@@ -1,0 +1,150 @@
+//! One connection as the loop holds it: its transport, the core object of its phase
+//! (acceptor, HTTP reply or open connection) and the loop's bookkeeping (interest,
+//! scheduled wake-up, backpressure, end of stream). Everything the protocol decides is
+//! asked of the core.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::Interest;
+use ws6455_core::accept::{Acceptor, Reply};
+use ws6455_core::Connection;
+
+use crate::handle::ConnShared;
+use crate::transport::Transport;
+
+/// Most output chunks handed to one vectored write.
+const WRITE_SLICES: usize = 16;
+
+/// A connection still in its opening handshake (boxed, so that an open connection does
+/// not carry it).
+pub(crate) struct Handshaking {
+    pub(crate) acceptor: Acceptor,
+    pub(crate) remote: SocketAddr,
+}
+
+pub(crate) enum Phase<C> {
+    /// Reading the handshake request.
+    Handshake(Box<Handshaking>),
+    /// Writing an HTTP answer (refusal or plain HTTP), then closing.
+    Responding(Box<Reply>),
+    /// The WebSocket connection proper.
+    Open { core: Box<Connection>, app: C },
+}
+
+pub(crate) struct Conn<C> {
+    pub(crate) transport: Transport,
+    pub(crate) shared: Arc<ConnShared>,
+    pub(crate) phase: Phase<C>,
+    pub(crate) interest: Interest,
+    /// The earliest wake-up this connection has in the loop's timer heap.
+    pub(crate) scheduled: Option<Instant>,
+    pub(crate) read_paused: bool,
+    /// Bytes read but not yet decoded because the outgoing buffer reached its cap in the
+    /// middle of them (at most one read's worth); decoded first when reading resumes.
+    pub(crate) unread: Vec<u8>,
+    pub(crate) in_ready: bool,
+    /// `on_error` was called: at most once per connection.
+    pub(crate) errored: bool,
+    pub(crate) eof: bool,
+    /// The poller reported the peer's end of the stream (or an error): a short read no
+    /// longer proves that nothing more is to be read, since the end itself is.
+    pub(crate) read_closed: bool,
+}
+
+impl<C> Conn<C> {
+    pub(crate) fn new(transport: Transport, shared: Arc<ConnShared>, phase: Phase<C>) -> Self {
+        Conn {
+            transport,
+            shared,
+            phase,
+            interest: Interest::READABLE,
+            scheduled: None,
+            read_paused: false,
+            unread: Vec::new(),
+            in_ready: false,
+            errored: false,
+            eof: false,
+            read_closed: false,
+        }
+    }
+
+    /// Bytes the core holds for the socket.
+    pub(crate) fn unwritten(&self) -> usize {
+        match &self.phase {
+            Phase::Handshake(_) => 0,
+            Phase::Responding(reply) => reply.pending_output().len(),
+            Phase::Open { core, .. } => core.pending_output_len(),
+        }
+    }
+
+    /// Nothing is left to write, at any layer.
+    pub(crate) fn drained(&self) -> bool {
+        self.unwritten() == 0 && !self.transport.has_buffered()
+    }
+
+    /// When the core wants its `handle_timeout`.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Handshake(hs) => hs.acceptor.poll_timeout(),
+            Phase::Responding(reply) => reply.poll_timeout(),
+            Phase::Open { core, .. } => core.poll_timeout(),
+        }
+    }
+
+    /// The transport's work is over: the core says so and every byte is out, or the
+    /// peer's end came first.
+    pub(crate) fn finished(&self) -> bool {
+        match &self.phase {
+            Phase::Handshake(_) => self.eof,
+            Phase::Responding(reply) => {
+                reply.should_close_transport() && self.drained() || self.eof
+            }
+            Phase::Open { core, .. } => {
+                core.should_close_transport() && (self.drained() || core.wants_write())
+                    || self.eof && !core.wants_read()
+            }
+        }
+    }
+
+    /// Writes until the socket would block or nothing is pending.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        loop {
+            if !self.transport.flush()? {
+                return Ok(());
+            }
+            let written = match &self.phase {
+                Phase::Handshake(_) => return Ok(()),
+                Phase::Responding(reply) => {
+                    if reply.pending_output().is_empty() {
+                        return Ok(());
+                    }
+                    self.transport.write(reply.pending_output())
+                }
+                // The 101 and frames, possibly in several chunks (payloads sent by value
+                // are written from the application's buffers): one vectored write.
+                Phase::Open { core, .. } => {
+                    let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
+                    let filled = core.pending_output_vectored(&mut slices);
+                    if filled == 0 {
+                        return Ok(());
+                    }
+                    self.transport.write_vectored(&slices[..filled])
+                }
+            };
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => match &mut self.phase {
+                    Phase::Handshake(_) => {}
+                    Phase::Responding(reply) => reply.consume_output(n),
+                    Phase::Open { core, .. } => core.consume_output(n),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
