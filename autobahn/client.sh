@@ -6,6 +6,8 @@
 #                                 # 13.* only 12.1.* and 13.1.*
 #   AUTOBAHN_FULL=1 autobahn/client.sh   # all 517 cases
 #   autobahn/client.sh --write    # record the current results as the expectations
+#   AUTOBAHN_CLIENT=blocking autobahn/client.sh   # the blocking std::net example client
+#                                 # (core/examples/blocking_client.rs), same expectations
 # Needs wstest: ../shared/tools/autobahn/install.sh (`.ci/run` does it).
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,7 +19,12 @@ exclude='12.2.*,12.3.*,12.4.*,12.5.*,13.2.*,13.3.*,13.4.*,13.5.*,13.6.*,13.7.*'
 report="${AUTOBAHN_REPORT_DIR:-target/autobahn/client}"
 rm -rf "$report"
 mkdir -p "$report"
-cargo build --release -p ws6455-client --example autobahn_client
+client_kind="${AUTOBAHN_CLIENT:-mio}"
+if [[ "$client_kind" == blocking ]]; then
+  cargo build --release -p ws6455-core --example blocking_client
+else
+  cargo build --release -p ws6455-client --example autobahn_client
+fi
 AUTOBAHN_REPORT_DIR="$report" "$tools/fuzzingserver.sh" "$port" '*' "$exclude" > "$report/fuzzingserver.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
@@ -26,6 +33,19 @@ for _ in $(seq 1 100); do
   kill -0 "$server" 2>/dev/null || { cat "$report/fuzzingserver.log" >&2; exit 1; }
   sleep 0.2
 done
-timeout 2400 ./target/release/examples/autobahn_client "ws://127.0.0.1:$port" ws6455
+base="ws://127.0.0.1:$port"
+if [[ "$client_kind" == blocking ]]; then
+  # One process per case: the example prints what it receives, or echoes with --echo.
+  client=./target/release/examples/blocking_client
+  count="$(timeout 60 "$client" "$base/getCaseCount")"
+  echo "$count cases"
+  for case in $(seq 1 "$count"); do
+    timeout 120 "$client" --echo "$base/runCase?case=$case&agent=ws6455" 2>/dev/null \
+      || echo "case $case: the client failed or timed out" >&2
+  done
+  timeout 60 "$client" "$base/updateReports?agent=ws6455" >/dev/null
+else
+  timeout 2400 ./target/release/examples/autobahn_client "$base" ws6455
+fi
 "$tools/summarize.sh" "$report" ws6455
 python3 autobahn/check.py "$report" ws6455 autobahn/expected-client.json --exclude "$exclude" "$@"

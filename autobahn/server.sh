@@ -6,6 +6,8 @@
 #   AUTOBAHN_FULL=1 autobahn/server.sh   # all 517 cases (about 13 minutes more)
 #   autobahn/server.sh --write    # record the current results as the expectations
 #   AUTOBAHN_TLS=1 autobahn/server.sh   # the same over wss:// (self-signed certificate)
+#   AUTOBAHN_SERVER=blocking autobahn/server.sh   # the blocking std::net example server
+#                                 # (core/examples/blocking_server.rs), same expectations
 # Needs wstest: ../shared/tools/autobahn/install.sh (`.ci/run` does it).
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,7 +19,9 @@ exclude='12.2.*,12.3.*,12.4.*,12.5.*,13.2.*,13.3.*,13.4.*,13.5.*,13.6.*,13.7.*'
 [[ "${AUTOBAHN_FULL:-0}" == 1 ]] && exclude=""
 report="${AUTOBAHN_REPORT_DIR:-target/autobahn/server}"
 rm -rf "$report"
+server_kind="${AUTOBAHN_SERVER:-mio}"
 cargo build --release -p ws6455-server
+[[ "$server_kind" == blocking ]] && cargo build --release -p ws6455-core --example blocking_server
 scheme=ws
 tls=()
 if [[ "${AUTOBAHN_TLS:-0}" == 1 ]]; then
@@ -26,7 +30,12 @@ if [[ "${AUTOBAHN_TLS:-0}" == 1 ]]; then
   scheme=wss
   tls=(--tls-cert "$report-cert/cert.pem" --tls-key "$report-cert/key.pem")
 fi
-./target/release/ws6455-server --mode echo --deflate --listen "127.0.0.1:$port" "${tls[@]}" &
+if [[ "$server_kind" == blocking ]]; then
+  [[ ${#tls[@]} -eq 0 ]] || { echo "the blocking example server speaks ws:// only" >&2; exit 2; }
+  ./target/release/examples/blocking_server "127.0.0.1:$port" &
+else
+  ./target/release/ws6455-server --mode echo --deflate --listen "127.0.0.1:$port" "${tls[@]}" &
+fi
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
 sleep 0.5
