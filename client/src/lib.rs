@@ -34,11 +34,11 @@ mod websocket;
 pub use error::ConnectError;
 pub use url::{UrlError, WsUrl};
 pub use websocket::{ClientHandler, ClientLoop, ClientOptions, WebSocket};
+pub use ws6455_api::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
 pub use ws6455_core::handshake::Headers;
 /// The protocol part of [`LoopConfig::protocol`]: sizes, timeouts, keepalive, deflate.
 pub use ws6455_core::Config as ProtocolConfig;
 pub use ws6455_core::DeflateConfig;
-pub use ws6455_mio::app::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
 /// TLS configuration helpers ([`ClientOptions::tls`]) and the rustls they build for.
 pub use ws6455_mio::{rustls, tls};
 pub use ws6455_mio::{Backpressure, LoopConfig, SendError, Status};

@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use ws6455_api::{
+    Bridge, ConnHandle, Data, DataType, Endpoint, ErrorEvent, MessageEvent, TerminateEvent,
+};
 use ws6455_core::handshake::Headers;
-use ws6455_core::{CloseStatus, MessageKind};
-use ws6455_mio::app::{ConnHandle, Data, DataType, ErrorEvent, MessageEvent, TerminateEvent};
-use ws6455_mio::{ConnError, EventLoop, Handler, LoopConfig, LoopHandle, SendError, Status};
+use ws6455_mio::{EventLoop, Handler, LoopConfig, LoopHandle, SendError, Status};
 
 use crate::connect::{open, Offer};
 use crate::error::ConnectError;
@@ -220,7 +221,7 @@ impl WebSocket {
                     }),
                 };
                 ws = Some(made.clone());
-                made
+                Bridge(made)
             },
         );
         match (adopted, ws) {
@@ -328,38 +329,31 @@ impl WebSocket {
     }
 }
 
-/// The bridge from the loop's `Handler` to the client handlers.
-#[derive(Clone)]
+/// A client loop accepts no connections; its connections are adopted ones.
 struct Glue;
 
 impl Handler for Glue {
-    type Conn = WebSocket;
+    type Conn = Bridge<WebSocket>;
+}
 
-    fn on_open(&mut self, ws: &mut WebSocket) {
-        ws.inner.handler.clone().on_open(ws);
+impl Endpoint for WebSocket {
+    fn data_type(&self) -> DataType {
+        self.inner.data_type
     }
 
-    fn on_message(
-        &mut self,
-        ws: &mut WebSocket,
-        kind: MessageKind,
-        data: Vec<u8>,
-    ) -> Result<(), ConnError> {
-        let data = Data::from_message(ws.inner.data_type, kind, data)?;
-        ws.inner
-            .handler
-            .clone()
-            .on_message(ws, MessageEvent { data });
-        Ok(())
+    fn on_open(&self) {
+        self.inner.handler.on_open(self);
     }
 
-    fn on_error(&mut self, ws: &mut WebSocket, error: &ConnError) {
-        let event = ErrorEvent::from_conn_error(error);
-        ws.inner.handler.clone().on_error(ws, event);
+    fn on_message(&self, event: MessageEvent) {
+        self.inner.handler.on_message(self, event);
     }
 
-    fn on_close(&mut self, ws: WebSocket, status: &CloseStatus) {
-        let event = TerminateEvent::from_status(status);
+    fn on_error(&self, event: ErrorEvent) {
+        self.inner.handler.on_error(self, event);
+    }
+
+    fn on_terminate(&self, event: TerminateEvent) {
         // Whatever the handler does, waiters are released (the loop catches its panic).
         struct Release<'a>(&'a WebSocket, TerminateEvent);
         impl Drop for Release<'_> {
@@ -369,7 +363,7 @@ impl Handler for Glue {
                 inner.terminated_signal.notify_all();
             }
         }
-        let _release = Release(&ws, event.clone());
-        ws.inner.handler.clone().on_terminate(&ws, event);
+        let _release = Release(self, event.clone());
+        self.inner.handler.on_terminate(self, event);
     }
 }

@@ -11,7 +11,7 @@ use ws6455_core::{Connection, ConnectionState, Event};
 
 use crate::conn::{Conn, Phase};
 use crate::handle::{over_cap, HandleInner, Status};
-use crate::handler::{ConnError, Decision, Handler};
+use crate::handler::{ConnError, ConnHandler, Decision, Handler};
 
 /// The text of a caught panic.
 fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
@@ -31,17 +31,16 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ConnError> {
 
 /// Reports `error` once and ends the connection the way the error says: a close frame with
 /// its code, or an abort (1006) when no code is sent.
-pub(crate) fn fail_open<H: Handler>(
-    handler: &mut H,
+pub(crate) fn fail_open<C: ConnHandler>(
     core: &mut Connection,
-    app: &mut H::Conn,
+    app: &mut C,
     errored: &mut bool,
     error: ConnError,
     now: Instant,
 ) {
     if !*errored {
         *errored = true;
-        let _ = guarded(|| handler.on_error(app, &error));
+        let _ = guarded(|| app.on_error(&error));
     }
     match error.close_code() {
         Some(code) if core.state() == ConnectionState::Open => {
@@ -54,28 +53,22 @@ pub(crate) fn fail_open<H: Handler>(
 }
 
 /// Runs `on_open` and applies what it sent; a panic fails the connection.
-pub(crate) fn open<H: Handler>(
-    handler: &mut H,
-    inner: &HandleInner,
-    conn: &mut Conn<H::Conn>,
-    now: Instant,
-) {
+pub(crate) fn open<C: ConnHandler>(inner: &HandleInner, conn: &mut Conn<C>, now: Instant) {
     let Phase::Open { core, app } = &mut conn.phase else {
         return;
     };
-    match guarded(|| handler.on_open(app)) {
+    match guarded(|| app.on_open()) {
         Ok(()) => inner.apply_commands_for(&conn.shared, core, now),
-        Err(error) => fail_open(handler, core, app, &mut conn.errored, error, now),
+        Err(error) => fail_open(core, app, &mut conn.errored, error, now),
     }
 }
 
 /// Feeds bytes that arrived at `now` to an open connection and delivers its events. The
 /// core stops at each event, so the application answers a message before the next frame
 /// is decoded.
-pub(crate) fn feed_open<H: Handler>(
-    handler: &mut H,
+pub(crate) fn feed_open<C: ConnHandler>(
     inner: &HandleInner,
-    conn: &mut Conn<H::Conn>,
+    conn: &mut Conn<C>,
     mut data: &[u8],
     now: Instant,
 ) {
@@ -90,18 +83,18 @@ pub(crate) fn feed_open<H: Handler>(
                     core.recycle(data);
                     continue;
                 }
-                let outcome = guarded(|| handler.on_message(app, kind, data));
+                let outcome = guarded(|| app.on_message(kind, data));
                 // What the callback sent before failing goes out before the Close.
                 inner.apply_commands_for(&conn.shared, core, now);
                 if let Ok(Err(error)) | Err(error) = outcome {
-                    fail_open(handler, core, app, &mut conn.errored, error, now);
+                    fail_open(core, app, &mut conn.errored, error, now);
                 }
             }
             // Pings are answered by the core; Close frames end the state machine there.
             Ok(Some(_)) => {}
             Err(error) => {
                 let error = ConnError::Protocol(error);
-                return fail_open(handler, core, app, &mut conn.errored, error, now);
+                return fail_open(core, app, &mut conn.errored, error, now);
             }
         }
         // What the callbacks sent is in the core now: publish it, so that `send` and the
@@ -126,7 +119,7 @@ pub(crate) fn feed<H: Handler>(
     now: Instant,
 ) {
     let Phase::Handshake(hs) = &mut conn.phase else {
-        return feed_open(handler, inner, conn, data, now);
+        return feed_open(inner, conn, data, now);
     };
     let remote = hs.remote;
     let accepted = match hs.acceptor.receive_data(now, data) {
@@ -186,7 +179,7 @@ pub(crate) fn feed<H: Handler>(
         }
     }
     conn.shared.set_status(Status::Connected);
-    open(handler, inner, conn, now);
+    open(inner, conn, now);
     // Frames that came with the request.
-    feed_open(handler, inner, conn, &[], now);
+    feed_open(inner, conn, &[], now);
 }

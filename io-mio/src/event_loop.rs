@@ -23,7 +23,7 @@ use crate::dispatch::{fail_open, feed, feed_open, guarded, open};
 use crate::handle::{
     over_cap, Adoption, Command, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP,
 };
-use crate::handler::{ConnError, Handler};
+use crate::handler::{ConnError, ConnHandler, Handler};
 use crate::transport::{ClientStream, Transport};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -355,8 +355,7 @@ impl<H: Handler> Running<H> {
             if let Phase::Open { core, app } = &mut conn.phase {
                 if core.state() != ConnectionState::Closed {
                     let error = ConnError::Io(error.to_string());
-                    let now = Instant::now();
-                    fail_open(&mut self.handler, core, app, &mut conn.errored, error, now);
+                    fail_open(core, app, &mut conn.errored, error, Instant::now());
                 }
             }
         }
@@ -439,7 +438,7 @@ impl<H: Handler> Running<H> {
         if let Phase::Open { mut core, app } = conn.phase {
             core.abort("the connection was closed");
             if let Some(status) = core.close_status() {
-                let _ = guarded(|| self.handler.on_close(app, status));
+                let _ = guarded(|| app.on_close(status));
             }
         }
     }
@@ -526,19 +525,12 @@ impl<H: Handler> Running<H> {
         if let Err(error) = registered {
             // The order guarantee holds even here: open, error, close (1006).
             let mut errored = false;
-            let _ = guarded(|| self.handler.on_open(&mut app));
+            let _ = guarded(|| app.on_open());
             let error = ConnError::Io(error.to_string());
-            fail_open(
-                &mut self.handler,
-                &mut core,
-                &mut app,
-                &mut errored,
-                error,
-                now,
-            );
+            fail_open(&mut core, &mut app, &mut errored, error, now);
             refuse(&shared);
             if let Some(status) = core.close_status() {
-                let _ = guarded(|| self.handler.on_close(app, status));
+                let _ = guarded(|| app.on_close(status));
             }
             return;
         }
@@ -549,7 +541,7 @@ impl<H: Handler> Running<H> {
         };
         let conn = entry.insert(Conn::new(transport, shared, Phase::Open { core, app }));
         let inner = &self.handle.inner;
-        open(&mut self.handler, inner, conn, now);
+        open(inner, conn, now);
         if let Phase::Open { core, .. } = &mut conn.phase {
             if self.shutdown.is_some() && core.state() == ConnectionState::Open {
                 let _ = core.close_with_standard_code(now, CloseCode::GOING_AWAY, "shutting down");
@@ -557,7 +549,7 @@ impl<H: Handler> Running<H> {
         }
         // What came with the handshake response, then anything already in the socket:
         // an edge-triggered registration reports only data that arrives later.
-        feed_open(&mut self.handler, inner, conn, &[], now);
+        feed_open(inner, conn, &[], now);
         self.read(key);
         self.update(key);
     }
@@ -647,7 +639,7 @@ impl<H: Handler> Running<H> {
             Phase::Open { core, app } => match core.handle_timeout(now) {
                 Some(Expired::Pong) => {
                     let error = ConnError::Timeout("pong");
-                    fail_open(&mut self.handler, core, app, &mut conn.errored, error, now);
+                    fail_open(core, app, &mut conn.errored, error, now);
                     true
                 }
                 Some(Expired::Closing) => true,

@@ -75,15 +75,11 @@ impl fmt::Display for ConnError {
 
 impl std::error::Error for ConnError {}
 
-/// The application glue of a loop, owned by the loop's thread.
-///
-/// Per connection the loop guarantees the order: [`on_open`](Self::on_open) once, then
-/// [`on_message`](Self::on_message) any number of times, then at most one
-/// [`on_error`](Self::on_error), then [`on_close`](Self::on_close) exactly once. A panic
-/// in any callback is caught: it fails that connection (1011), nothing else.
+/// The application glue of a loop, owned by the loop's thread: what to do with requests,
+/// and the per-connection state ([`ConnHandler`]) each accepted connection gets.
 pub trait Handler: Send + 'static {
-    /// Per-connection application state.
-    type Conn: Send + 'static;
+    /// Per-connection application state, which receives that connection's callbacks.
+    type Conn: ConnHandler;
 
     /// A valid WebSocket handshake request arrived: accept it or answer with HTTP. The
     /// default refuses (403): right for a loop that only drives client connections.
@@ -120,24 +116,27 @@ pub trait Handler: Send + 'static {
         let _ = (error, remote);
     }
 
+    /// The loop has stopped (after every connection's `on_close`).
+    fn on_loop_exit(&mut self) {}
+}
+
+/// The callbacks of one connection, on its loop's thread.
+///
+/// The loop guarantees the order: [`on_open`](Self::on_open) once, then
+/// [`on_message`](Self::on_message) any number of times, then at most one
+/// [`on_error`](Self::on_error), then [`on_close`](Self::on_close) exactly once. A panic
+/// in any callback is caught: it fails that connection (1011), nothing else.
+pub trait ConnHandler: Send + 'static {
     /// The connection is open.
-    fn on_open(&mut self, conn: &mut Self::Conn);
+    fn on_open(&mut self);
 
     /// A whole message arrived. Returning an error fails the connection with the error's
     /// close code (e.g. [`ConnError::InvalidData`]: 1007).
-    fn on_message(
-        &mut self,
-        conn: &mut Self::Conn,
-        kind: MessageKind,
-        data: Vec<u8>,
-    ) -> Result<(), ConnError>;
+    fn on_message(&mut self, kind: MessageKind, data: Vec<u8>) -> Result<(), ConnError>;
 
     /// The connection failed; at most once, before `on_close`.
-    fn on_error(&mut self, conn: &mut Self::Conn, error: &ConnError);
+    fn on_error(&mut self, error: &ConnError);
 
     /// The connection is over; exactly once, last.
-    fn on_close(&mut self, conn: Self::Conn, status: &CloseStatus);
-
-    /// The loop has stopped (after every connection's `on_close`).
-    fn on_loop_exit(&mut self) {}
+    fn on_close(self, status: &CloseStatus);
 }

@@ -24,7 +24,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod app;
 mod config;
 mod conn;
 mod dispatch;
@@ -42,7 +41,7 @@ use std::thread::JoinHandle;
 pub use config::{Backpressure, LoopConfig};
 pub use event_loop::EventLoop;
 pub use handle::{ConnShared, LoopHandle, LoopStopped, Outgoing, SendError, Status};
-pub use handler::{ConnError, Decision, Handler};
+pub use handler::{ConnError, ConnHandler, Decision, Handler};
 pub use rustls;
 pub use transport::ClientStream;
 

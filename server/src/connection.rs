@@ -4,11 +4,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ws6455_mio::app::ConnHandle;
+use ws6455_api::{ConnHandle, Data, DataType, Endpoint, ErrorEvent, MessageEvent, TerminateEvent};
 use ws6455_mio::{SendError, Status};
 
 use crate::server::{ServerInner, WebSocketServer};
-use ws6455_mio::app::{Data, DataType, ErrorEvent, MessageEvent, TerminateEvent};
 
 /// Callbacks for one connection. Only `on_message` is mandatory.
 ///
@@ -119,5 +118,34 @@ impl WebSocketConnection {
     /// The server's data type, which decides how messages are delivered.
     pub fn data_type(&self) -> DataType {
         self.inner.server.options.data_type
+    }
+}
+
+impl Endpoint for WebSocketConnection {
+    fn data_type(&self) -> DataType {
+        self.inner.server.options.data_type
+    }
+
+    fn on_open(&self) {
+        self.inner.handler.on_open(self);
+    }
+
+    fn on_message(&self, event: MessageEvent) {
+        self.inner.handler.on_message(self, event);
+    }
+
+    fn on_error(&self, event: ErrorEvent) {
+        self.inner.handler.on_error(self, event);
+    }
+
+    fn on_terminate(&self, event: TerminateEvent) {
+        // Out of `connections` before the handler hears of the end.
+        self.inner
+            .server
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id());
+        self.inner.handler.on_terminate(self, event);
     }
 }

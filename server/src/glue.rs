@@ -4,14 +4,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ws6455_api::Bridge;
 use ws6455_core::handshake::{reject_response, HandshakeError};
-use ws6455_core::{CloseStatus, MessageKind};
-use ws6455_mio::{ConnError, ConnShared, Decision, Handler};
+use ws6455_mio::{ConnShared, Decision, Handler};
 
 use crate::connection::{ConnInner, WebSocketConnection};
 use crate::server::{ServerInner, WebSocketServer};
 use crate::types::{ConnectionEvent, Request};
-use ws6455_mio::app::{ConnHandle, Data, Error, ErrorEvent, MessageEvent, TerminateEvent};
+use ws6455_api::{ConnHandle, Error, ErrorEvent};
 
 /// One loop's view of the server: handed to the loop when it starts running.
 pub(crate) struct Glue {
@@ -55,14 +55,14 @@ fn refuse(status: u16, message: &str) -> Vec<u8> {
 }
 
 impl Handler for Glue {
-    type Conn = WebSocketConnection;
+    type Conn = Bridge<WebSocketConnection>;
 
     fn on_request(
         &mut self,
         request: &ws6455_core::handshake::Request,
         remote: SocketAddr,
         shared: &Arc<ConnShared>,
-    ) -> Decision<WebSocketConnection> {
+    ) -> Decision<Bridge<WebSocketConnection>> {
         let inner = self.server().clone();
         if !inner.serves(request.path()) {
             return Decision::Respond(refuse(404, "no WebSocket endpoint at this path"));
@@ -97,7 +97,7 @@ impl Handler for Glue {
             .unwrap_or_else(|e| e.into_inner())
             .insert(ws.id(), ws.clone());
         Decision::Accept {
-            conn: ws,
+            conn: Bridge(ws),
             subprotocol,
             headers: Vec::new(),
         }
@@ -127,40 +127,6 @@ impl Handler for Glue {
         // 1015 is RFC 6455's status for "the TLS handshake failed" (never sent on the wire).
         let message = format!("{remote}: TLS handshake failed: {error}");
         self.server_error(1015, message, "tls");
-    }
-
-    fn on_open(&mut self, ws: &mut WebSocketConnection) {
-        ws.inner.handler.clone().on_open(ws);
-    }
-
-    fn on_message(
-        &mut self,
-        ws: &mut WebSocketConnection,
-        kind: MessageKind,
-        data: Vec<u8>,
-    ) -> Result<(), ConnError> {
-        let data = Data::from_message(self.server().options.data_type, kind, data)?;
-        ws.inner
-            .handler
-            .clone()
-            .on_message(ws, MessageEvent { data });
-        Ok(())
-    }
-
-    fn on_error(&mut self, ws: &mut WebSocketConnection, error: &ConnError) {
-        let event = ErrorEvent::from_conn_error(error);
-        ws.inner.handler.clone().on_error(ws, event);
-    }
-
-    fn on_close(&mut self, ws: WebSocketConnection, status: &CloseStatus) {
-        let inner = self.server();
-        inner
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ws.id());
-        let event = TerminateEvent::from_status(status);
-        ws.inner.handler.clone().on_terminate(&ws, event);
     }
 
     fn on_loop_exit(&mut self) {

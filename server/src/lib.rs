@@ -37,11 +37,11 @@ mod types;
 pub use connection::{ConnectionHandler, WebSocketConnection};
 pub use server::{ServerHandler, ServerOptions, WebSocketServer};
 pub use types::{ConnectionEvent, HttpResponse, Request};
+pub use ws6455_api::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
 pub use ws6455_core::handshake::Headers;
 /// The protocol part of [`LoopConfig::protocol`]: sizes, timeouts, keepalive, deflate.
 pub use ws6455_core::Config as ProtocolConfig;
 pub use ws6455_core::DeflateConfig;
-pub use ws6455_mio::app::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
 /// TLS configuration helpers ([`ServerOptions::tls`]) and the rustls they build for.
 pub use ws6455_mio::{rustls, tls};
 pub use ws6455_mio::{Backpressure, LoopConfig, SendError, Status};

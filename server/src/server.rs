@@ -16,7 +16,7 @@ use ws6455_mio::{EventLoop, LoopConfig, LoopHandle};
 use crate::connection::{ConnectionHandler, WebSocketConnection};
 use crate::glue::Glue;
 use crate::types::{ConnectionEvent, HttpResponse, Request};
-use ws6455_mio::app::{Data, DataType, ErrorEvent};
+use ws6455_api::{Data, DataType, ErrorEvent};
 
 /// Callbacks for the server. Only `on_connection` is mandatory.
 pub trait ServerHandler: Send + Sync + 'static {

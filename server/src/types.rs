@@ -1,5 +1,5 @@
 //! The values handed to and taken from server handlers: requests and HTTP answers. The
-//! data types, events and errors shared with the client live in `ws6455_mio::app`.
+//! data types, events and errors shared with the client live in `ws6455_api`.
 
 use std::net::SocketAddr;
 

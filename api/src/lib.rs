@@ -1,14 +1,16 @@
-//! The values application handlers exchange with a connection, shared by the server and
-//! client APIs: data types, message/terminate/error events, and the conversions between
-//! them and what the loop sees (message bytes, close status, connection errors).
+//! ws6455-api: the application vocabulary of `../shared/spec/api.md`, shared by the
+//! server and the client: data types (text, blob, object as JSON), the message,
+//! terminate and error events, a connection handle whose members follow the contract,
+//! and [`Bridge`], the one adapter from the event loop's callbacks to a connection's
+//! handler (data type conversion, event building), used by both sides.
+
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::sync::Arc;
 
 use ws6455_core::{CloseStatus, MessageKind};
-
-use crate::handle::{ConnShared, LoopHandle, Outgoing, SendError, Status};
-use crate::handler::ConnError;
+use ws6455_mio::{ConnError, ConnHandler, ConnShared, LoopHandle, Outgoing, SendError, Status};
 
 /// How received messages are delivered (`data_type` in the API contract).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -244,5 +246,47 @@ impl ConnHandle {
     /// The loop driving the connection.
     pub fn loop_handle(&self) -> &LoopHandle {
         &self.handle
+    }
+}
+
+/// A connection as its application handler sees it: the server's `WebSocketConnection`
+/// and the client's `WebSocket` both are one. [`Bridge`] turns the loop's callbacks into
+/// these.
+pub trait Endpoint: Send + 'static {
+    /// How this connection's messages are delivered.
+    fn data_type(&self) -> DataType;
+    /// The connection is open (`type = "open"`).
+    fn on_open(&self);
+    /// A whole message arrived (`type = "message"`), converted per the data type.
+    fn on_message(&self, event: MessageEvent);
+    /// The connection failed (`type = "error"`): at most once, before `on_terminate`.
+    fn on_error(&self, event: ErrorEvent);
+    /// The connection is over (`type = "terminate"`): exactly once, last.
+    fn on_terminate(&self, event: TerminateEvent);
+}
+
+/// The event loop's per-connection callbacks for an [`Endpoint`]: converts messages per
+/// its data type (invalid JSON fails the connection with 1007) and builds the events.
+/// The order guarantee is the loop's ([`ConnHandler`]).
+#[derive(Debug)]
+pub struct Bridge<E>(pub E);
+
+impl<E: Endpoint> ConnHandler for Bridge<E> {
+    fn on_open(&mut self) {
+        self.0.on_open();
+    }
+
+    fn on_message(&mut self, kind: MessageKind, data: Vec<u8>) -> Result<(), ConnError> {
+        let data = Data::from_message(self.0.data_type(), kind, data)?;
+        self.0.on_message(MessageEvent { data });
+        Ok(())
+    }
+
+    fn on_error(&mut self, error: &ConnError) {
+        self.0.on_error(ErrorEvent::from_conn_error(error));
+    }
+
+    fn on_close(self, status: &CloseStatus) {
+        self.0.on_terminate(TerminateEvent::from_status(status));
     }
 }
