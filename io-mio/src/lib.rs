@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+mod commands;
 mod config;
 mod conn;
 mod dispatch;

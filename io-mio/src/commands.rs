@@ -1,0 +1,175 @@
+//! What other threads ask of a loop, applied on its thread: sends and closes for a
+//! connection, client connections to adopt, and the shutdown (graceful, with a deadline,
+//! or at once).
+
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use ws6455_core::{CloseCode, ConnectionState};
+
+use crate::conn::{Conn, Phase};
+use crate::dispatch::{fail_open, feed_open, guarded, open};
+use crate::event_loop::Running;
+use crate::handle::{Adoption, Command, ConnShared, Status};
+use crate::handler::{ConnError, ConnHandler, Handler};
+use crate::transport::{ClientStream, Transport};
+
+impl<H: Handler> Running<H> {
+    fn live(&mut self, shared: &ConnShared) -> Option<usize> {
+        let token = shared.token();
+        let conn = self.conns.get(token)?;
+        (conn.shared.id() == shared.id()).then_some(token)
+    }
+
+    /// Applies the commands queued when it starts, taking them one at a time: a callback
+    /// run meanwhile (`on_open` of an adopted connection, `on_close`) applies its
+    /// connection's queued commands itself, and must find them all still queued, or one
+    /// connection's sends would be reordered. Commands queued meanwhile wait for the next
+    /// turn (the poll does not sleep then), so a producer thread cannot starve reads.
+    pub(crate) fn run_commands(&mut self) {
+        let inner = self.handle.inner.clone();
+        let commands = &inner.commands;
+        let queued = commands.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if queued == 0 {
+            return;
+        }
+        let now = Instant::now();
+        for _ in 0..queued {
+            let next = commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            let Some(command) = next else { break };
+            command.dequeue();
+            let command = match command {
+                Command::Shutdown { timeout } => {
+                    self.begin_shutdown(timeout, now);
+                    continue;
+                }
+                Command::Adopt(adoption) => {
+                    self.adopt(*adoption, now);
+                    continue;
+                }
+                other => other,
+            };
+            let key = command.conn().and_then(|conn| self.live(conn));
+            let Some(key) = key else { continue };
+            let conn = &mut self.conns[key];
+            let Phase::Open { core, .. } = &mut conn.phase else {
+                if matches!(command, Command::Close { .. }) {
+                    self.remove(key);
+                }
+                continue;
+            };
+            command.apply(core, now);
+            self.update(key);
+        }
+    }
+
+    /// Takes in a client connection whose handshake is done: registers it, runs `on_open`,
+    /// decodes what followed the handshake response.
+    fn adopt(&mut self, adoption: Adoption, now: Instant) {
+        let Adoption {
+            stream,
+            shared,
+            app,
+            mut core,
+        } = adoption;
+        let refuse = |shared: &ConnShared| shared.set_status(Status::Closed);
+        let Ok(app) = app.downcast::<H::Conn>() else {
+            // A caller's bug (another type than the loop's `Handler::Conn`): not opened.
+            return refuse(&shared);
+        };
+        let (socket, session) = match stream {
+            ClientStream::Tcp(socket) => (socket, None),
+            ClientStream::Tls(socket, session) => (socket, Some(session)),
+        };
+        let nonblocking = socket.set_nonblocking(true);
+        let mut socket = TcpStream::from_std(socket);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let registered = nonblocking.and_then(|()| {
+            self.poll
+                .registry()
+                .register(&mut socket, Token(key), Interest::READABLE)
+        });
+        let mut app = *app;
+        if let Err(error) = registered {
+            // The order guarantee holds even here: open, error, close (1006).
+            let mut errored = false;
+            let _ = guarded(|| app.on_open());
+            let error = ConnError::Io(error.to_string());
+            fail_open(&mut core, &mut app, &mut errored, error, now);
+            refuse(&shared);
+            if let Some(status) = core.close_status() {
+                let _ = guarded(|| app.on_close(status));
+            }
+            return;
+        }
+        shared.set_token(key);
+        let transport = match session {
+            None => Transport::plain(socket),
+            Some(session) => Transport::tls(socket, (*session).into()),
+        };
+        let conn = entry.insert(Conn::new(transport, shared, Phase::Open { core, app }));
+        let inner = &self.handle.inner;
+        open(inner, conn, now);
+        if let Phase::Open { core, .. } = &mut conn.phase {
+            if self.shutdown.is_some() && core.state() == ConnectionState::Open {
+                let _ = core.close_with_standard_code(now, CloseCode::GOING_AWAY, "shutting down");
+            }
+        }
+        // What came with the handshake response, then anything already in the socket:
+        // an edge-triggered registration reports only data that arrives later.
+        feed_open(inner, conn, &[], now);
+        self.read(key);
+        self.update(key);
+    }
+
+    fn begin_shutdown(&mut self, timeout: Option<Duration>, now: Instant) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        if timeout == Some(Duration::ZERO) {
+            self.shutdown = Some(Some(now));
+            return self.destroy_all();
+        }
+        // A later shutdown may bring the deadline forward, never push it back or drop it.
+        let deadline = timeout.map(|t| now + t);
+        self.shutdown = Some(match (self.shutdown.flatten(), deadline) {
+            (Some(earlier), Some(later)) => Some(earlier.min(later)),
+            (earlier, later) => earlier.or(later),
+        });
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            match &mut self.conns[key].phase {
+                Phase::Open { core, .. } => {
+                    if core.state() == ConnectionState::Open {
+                        let _ = core.close_with_standard_code(
+                            now,
+                            CloseCode::GOING_AWAY,
+                            "shutting down",
+                        );
+                    }
+                    self.update(key);
+                }
+                Phase::Handshake(_) | Phase::Responding(_) => self.remove(key),
+            }
+        }
+    }
+
+    /// Destroys every connection at once: no Close frame, and a TCP reset instead of FIN.
+    pub(crate) fn destroy_all(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            let socket = conn.transport.socket_mut();
+            let _ = socket2::SockRef::from(&*socket).set_linger(Some(Duration::ZERO));
+            if let Phase::Open { core, .. } = &mut conn.phase {
+                core.abort("the event loop was terminated");
+            }
+            self.remove(key);
+        }
+    }
+}
