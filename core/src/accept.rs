@@ -308,7 +308,7 @@ mod tests {
         assert!(out.contains("Sec-WebSocket-Protocol: superchat\r\n"));
         assert!(out.contains("Sec-WebSocket-Extensions: permessage-deflate"));
         assert!(out.contains("Set-Cookie: a=1\r\n"));
-        assert!(conn.deflate_enabled());
+        assert!(conn.deflate_params().is_some());
         assert!(conn.has_early_input());
         let mut none: &[u8] = &[];
         let event = conn.receive(now, &mut none).unwrap();

@@ -196,7 +196,7 @@ mod tests {
             response,
         } = connector.receive_data(now, &wire).unwrap().unwrap();
         assert_eq!(response.subprotocol.as_deref(), Some("chat"));
-        assert!(connection.deflate_enabled());
+        assert!(connection.deflate_params().is_some());
         assert_eq!(connector.poll_timeout(), None);
         let mut none: &[u8] = &[];
         assert_eq!(

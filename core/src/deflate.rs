@@ -397,6 +397,8 @@ pub(crate) enum InflateError {
 /// inflates. Both zlib streams are made on first use and dropped by
 /// [`release`](Self::release) when no context has to be kept.
 pub(crate) struct DeflateCodec {
+    /// What the handshake agreed.
+    pub(crate) params: DeflateParams,
     /// Reset our compressor after each message.
     reset_compressor: bool,
     /// Reset the inflater after each message.
@@ -446,6 +448,7 @@ impl DeflateCodec {
             )
         };
         DeflateCodec {
+            params: *params,
             reset_compressor: ours.0,
             reset_decompressor: theirs.0,
             // zlib's smallest raw window is 9 bits, and it never reaches further back

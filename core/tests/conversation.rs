@@ -4,12 +4,12 @@
 use std::time::Instant;
 
 use proptest::prelude::*;
+use ws6455_core::accept::{Acceptor, Choices};
+use ws6455_core::connect::Connector;
 use ws6455_core::decoder::{FrameDecoder, FramePart};
 use ws6455_core::encoder::encode_frame;
 use ws6455_core::frame::OpCode;
-use ws6455_core::handshake::{
-    accept_response, validate_upgrade, ClientHandshake, ClientRequest, ServerHandshake,
-};
+use ws6455_core::handshake::ClientRequest;
 use ws6455_core::{
     CloseCode, CloseFrame, Config, Connection, ConnectionState, DeflateConfig, DeflateParams,
     Event, FixedRandom, MessageKind, ProtocolError, Role, SendError,
@@ -24,80 +24,55 @@ struct Pair {
 }
 
 impl Pair {
-    /// Runs the opening handshake through the real handshake code, then opens both ends.
+    /// Runs the opening handshake through the core's connector and acceptor, as any
+    /// driver does, then opens both ends.
     fn connect(config: Config) -> Pair {
-        let mut request = Vec::new();
-        let mut random = FixedRandom::new(&[3, 1, 4, 1, 5, 9, 2, 6]);
-        let mut client_hs = ClientHandshake::new(
-            &ClientRequest {
-                host: "localhost",
-                resource: "/",
-                ..Default::default()
-            },
-            &mut random,
-            8192,
-            &mut request,
-        )
-        .unwrap();
-        let mut server_hs = ServerHandshake::new(16384);
-        let parsed = server_hs.receive_data(&request).unwrap().unwrap();
-        validate_upgrade(&parsed).unwrap();
-        let mut response = Vec::new();
-        accept_response(&parsed, None, None, &[], &mut response).unwrap();
-        client_hs.receive_data(&response).unwrap().unwrap();
-        Pair {
-            client: Connection::client(config.clone(), Box::new(random)),
-            server: Connection::server(config),
-            client_events: Vec::new(),
-            server_events: Vec::new(),
-        }
+        Self::connect_deflate(config, None, None).0
     }
 
     /// Like [`connect`](Self::connect), with permessage-deflate offered by the client and
-    /// accepted by the server through the real negotiation code. Returns the parameters
-    /// both ends agreed on (`None` when the server declined).
+    /// accepted by the server per their configurations. Returns the parameters both ends
+    /// agreed on (`None` when the server declined).
     fn connect_deflate(
         config: Config,
-        client: &DeflateConfig,
-        server: &DeflateConfig,
+        client: Option<&DeflateConfig>,
+        server: Option<&DeflateConfig>,
     ) -> (Pair, Option<DeflateParams>) {
-        let mut request = Vec::new();
-        let mut random = FixedRandom::new(&[2, 7, 1, 8, 2, 8, 1, 8]);
-        let offer = client.offer();
-        let mut client_hs = ClientHandshake::new(
-            &ClientRequest {
-                host: "localhost",
-                resource: "/",
-                extensions: &[&offer],
-                ..Default::default()
-            },
-            &mut random,
-            8192,
-            &mut request,
-        )
-        .unwrap();
-        let mut server_hs = ServerHandshake::new(16384);
-        let parsed = server_hs.receive_data(&request).unwrap().unwrap();
-        validate_upgrade(&parsed).unwrap();
-        let accepted = server.accept_offers(&parsed.extensions());
-        let mut response = Vec::new();
-        let answer = accepted.as_ref().map(|(_, answer)| answer.as_str());
-        accept_response(&parsed, None, answer, &[], &mut response).unwrap();
-        let response = client_hs.receive_data(&response).unwrap().unwrap();
-        let client_params = client.check_response(&response.extensions).unwrap();
-        let server_params = accepted.map(|(params, _)| params);
-        assert_eq!(client_params, server_params, "both ends agree");
-        let mut pair = Pair {
-            client: Connection::client(config.clone(), Box::new(random)),
-            server: Connection::server(config),
+        let now = Instant::now();
+        let random = Box::new(FixedRandom::new(&[2, 7, 1, 8, 2, 8, 1, 8]));
+        let request = ClientRequest {
+            host: "localhost",
+            resource: "/",
+            ..Default::default()
+        };
+        let client_config = Config {
+            deflate: client.cloned(),
+            ..config.clone()
+        };
+        let mut connector = Connector::new(&request, client_config, random, now).unwrap();
+        let server_config = Config {
+            deflate: server.cloned(),
+            ..config
+        };
+        let mut acceptor = Acceptor::new(server_config, now);
+        let accepted = acceptor
+            .receive_data(now, connector.pending_output())
+            .unwrap()
+            .expect("a whole request");
+        let mut server = accepted.accept(&Choices::default(), now).unwrap();
+        let response = server.pending_output().to_vec();
+        server.consume_output(response.len());
+        let client = connector.receive_data(now, &response).unwrap().unwrap();
+        let client = client.connection;
+        let params = server.deflate_params();
+        assert_eq!(client.deflate_params(), params, "both ends agree");
+        let pair = Pair {
+            client,
+            server,
             client_events: Vec::new(),
             server_events: Vec::new(),
         };
-        if let Some(params) = &server_params {
-            pair.client.enable_deflate(params, client);
-            pair.server.enable_deflate(params, server);
-        }
-        (pair, server_params)
+        (pair, params)
     }
 
     /// Moves bytes both ways, `chunk` bytes per delivery, until nothing is pending.
@@ -685,7 +660,7 @@ proptest! {
             level,
         };
         let config = Config { fragment_size: fragment, ..Config::default() };
-        let (mut pair, params) = Pair::connect_deflate(config, &client, &server);
+        let (mut pair, params) = Pair::connect_deflate(config, Some(&client), Some(&server));
         // Our client always offers client_max_window_bits, so our server always accepts.
         let params = params.expect("negotiated");
         prop_assert!(params.server_max_window_bits <= server_bits.min(ask_server_bits));

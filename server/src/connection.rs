@@ -127,6 +127,14 @@ impl Endpoint for WebSocketConnection {
     }
 
     fn on_open(&self) {
+        // In `connections` from its opening on: a connection refused after
+        // `on_connection` (its 101 could not be written) never appears there.
+        self.inner
+            .server
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.id(), self.clone());
         self.inner.handler.on_open(self);
     }
 

@@ -1,5 +1,6 @@
-//! The bridge between the event loop's `Handler` and the user's server and connection
-//! handlers: path matching, refusal, data type conversion, the connections collection.
+//! The server's side of the event loop's `Handler`: path matching, the user's
+//! `on_connection` decision and subprotocol choice, plain HTTP, and server-level errors.
+//! A connection's own callbacks go through `ws6455_api::Bridge`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,11 +92,6 @@ impl Handler for Glue {
                 subprotocol: subprotocol.clone(),
             }),
         };
-        inner
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ws.id(), ws.clone());
         Decision::Accept {
             conn: Bridge(ws),
             subprotocol,

@@ -262,9 +262,9 @@ impl Connection {
 
     // ----- getters -----
 
-    /// True when permessage-deflate is on.
-    pub fn deflate_enabled(&self) -> bool {
-        self.deflate.is_some()
+    /// The permessage-deflate parameters agreed in the handshake, when it is on.
+    pub fn deflate_params(&self) -> Option<DeflateParams> {
+        self.deflate.as_ref().map(|codec| codec.params)
     }
 
     /// Which side of the connection this is.
