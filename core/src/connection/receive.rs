@@ -55,7 +55,23 @@ impl Connection {
     /// On a protocol violation the connection queues a Close frame with the matching code
     /// (when one may still be sent), becomes `Closed` with code 1006, empties `input` and
     /// returns the error; every later call returns the same error.
+    #[inline]
     pub fn receive(
+        &mut self,
+        now: Instant,
+        input: &mut &[u8],
+    ) -> Result<Option<Event>, ProtocolError> {
+        if self.failure.is_some() || !self.early_input.is_empty() {
+            return self.receive_after(now, input);
+        }
+        self.receive_input(now, input)
+    }
+
+    /// `receive` when the past has a say: a sticky failure, or bytes that came with the
+    /// opening handshake and go first.
+    #[cold]
+    #[inline(never)]
+    fn receive_after(
         &mut self,
         now: Instant,
         input: &mut &[u8],
@@ -64,25 +80,24 @@ impl Connection {
             *input = &[];
             return Err(error.clone());
         }
-        if !self.early_input.is_empty() {
-            let early = std::mem::take(&mut self.early_input);
-            let mut rest = &early[..];
-            let result = self.receive_input(now, &mut rest);
-            if !rest.is_empty() {
-                self.early_input = rest.to_vec();
-            }
-            match result {
-                Ok(None) => {}
-                Ok(Some(event)) => return Ok(Some(event)),
-                Err(error) => {
-                    *input = &[];
-                    return Err(error);
-                }
+        let early = std::mem::take(&mut self.early_input);
+        let mut rest = &early[..];
+        let result = self.receive_input(now, &mut rest);
+        if !rest.is_empty() {
+            self.early_input = rest.to_vec();
+        }
+        match result {
+            Ok(None) => self.receive_input(now, input),
+            Ok(Some(event)) => Ok(Some(event)),
+            Err(error) => {
+                *input = &[];
+                Err(error)
             }
         }
-        self.receive_input(now, input)
     }
 
+    /// The common case first: a whole small message at the start of `input`.
+    #[inline]
     fn receive_input(
         &mut self,
         now: Instant,
@@ -93,20 +108,30 @@ impl Connection {
         }
         self.last_input = Some(now);
         self.ping_sent = None;
-        if matches!(self.state, State::Closed { .. }) {
-            *input = &[];
-            return Ok(None);
-        }
         match self.receive_whole_message(input) {
-            Ok(0) => {}
+            Ok(0) => self.receive_frames(now, input),
             Ok(used) => {
                 *input = &input[used..];
-                return Ok(self.event.take());
+                Ok(self.event.take())
             }
             Err(error) => {
                 *input = &[];
-                return Err(self.fail(error, now));
+                Err(self.fail(error, now))
             }
+        }
+    }
+
+    /// The general path: frame parts one at a time until an event, the end of the input
+    /// or the end of the connection.
+    #[inline(never)]
+    fn receive_frames(
+        &mut self,
+        now: Instant,
+        input: &mut &[u8],
+    ) -> Result<Option<Event>, ProtocolError> {
+        if matches!(self.state, State::Closed { .. }) {
+            *input = &[];
+            return Ok(None);
         }
         let mut consumed = 0;
         while !matches!(self.state, State::Closed { .. }) && self.event.is_none() {
@@ -142,6 +167,7 @@ impl Connection {
 
     /// Fails the connection (RFC 6455 section 7.1.7): sends our Close with the error's code
     /// if we still may, and ends in `Closed` with 1006.
+    #[cold]
     pub(super) fn fail(&mut self, error: ProtocolError, now: Instant) -> ProtocolError {
         if matches!(self.state, State::Open) {
             self.queue_close(error.close_code(), &error.to_string());
