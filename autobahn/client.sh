@@ -8,6 +8,8 @@
 #   autobahn/client.sh --write    # record the current results as the expectations
 #   AUTOBAHN_CLIENT=blocking autobahn/client.sh   # the blocking std::net example client
 #                                 # (core/examples/blocking_client.rs), same expectations
+#   AUTOBAHN_CLIENT=tokio autobahn/client.sh      # the tokio client
+#                                 # (io-tokio/examples/autobahn_tokio_client.rs), expected-client-tokio.json
 # Needs wstest: ../shared/tools/autobahn/install.sh (`.ci/run` does it).
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,11 +22,16 @@ report="${AUTOBAHN_REPORT_DIR:-target/autobahn/client}"
 rm -rf "$report"
 mkdir -p "$report"
 client_kind="${AUTOBAHN_CLIENT:-mio}"
-if [[ "$client_kind" == blocking ]]; then
-  cargo build --release -p ws6455-core --example blocking_client
-else
-  cargo build --release -p ws6455-client --example autobahn_client
-fi
+expected=autobahn/expected-client.json
+case "$client_kind" in
+  mio) cargo build --release -p ws6455-client --example autobahn_client
+       client=./target/release/examples/autobahn_client ;;
+  blocking) cargo build --release -p ws6455-core --example blocking_client ;;
+  tokio) cargo build --release -p ws6455-tokio --example autobahn_tokio_client
+         client=./target/release/examples/autobahn_tokio_client
+         expected=autobahn/expected-client-tokio.json ;;
+  *) echo "AUTOBAHN_CLIENT: mio, blocking or tokio" >&2; exit 2 ;;
+esac
 AUTOBAHN_REPORT_DIR="$report" "$tools/fuzzingserver.sh" "$port" '*' "$exclude" > "$report/fuzzingserver.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
@@ -45,7 +52,7 @@ if [[ "$client_kind" == blocking ]]; then
   done
   timeout 60 "$client" "$base/updateReports?agent=ws6455" >/dev/null
 else
-  timeout 2400 ./target/release/examples/autobahn_client "$base" ws6455
+  timeout 2400 "$client" "$base" ws6455
 fi
 "$tools/summarize.sh" "$report" ws6455
-python3 autobahn/check.py "$report" ws6455 autobahn/expected-client.json --exclude "$exclude" "$@"
+python3 autobahn/check.py "$report" ws6455 "$expected" --exclude "$exclude" "$@"

@@ -15,7 +15,7 @@ use ws6455_core::handshake::{ClientHandshakeError, ClientRequest};
 use ws6455_core::{Config, OsRandom};
 
 use crate::error::ConnectError;
-use crate::url::WsUrl;
+use ws6455_core::url::WsUrl;
 
 /// What the handshake needs besides the URL.
 pub(crate) struct Offer<'a> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ws6455_core::handshake::ClientHandshakeError;
 
-use crate::url::UrlError;
+use ws6455_core::url::UrlError;
 
 /// Why [`crate::WebSocket::new`] returned no connection. Each variant says what failed,
 /// so that a tool can tell a typo from a refused upgrade.

@@ -28,14 +28,13 @@
 
 mod connect;
 mod error;
-mod url;
 mod websocket;
 
 pub use error::ConnectError;
-pub use url::{UrlError, WsUrl};
 pub use websocket::{ClientHandler, ClientLoop, ClientOptions, WebSocket};
 pub use ws6455_api::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
 pub use ws6455_core::handshake::Headers;
+pub use ws6455_core::url::{UrlError, WsUrl};
 /// The protocol part of [`LoopConfig::protocol`]: sizes, timeouts, keepalive, deflate.
 pub use ws6455_core::Config as ProtocolConfig;
 pub use ws6455_core::DeflateConfig;

@@ -12,7 +12,7 @@ use ws6455_mio::{EventLoop, Handler, LoopConfig, LoopHandle, SendError, Status};
 
 use crate::connect::{open, Offer};
 use crate::error::ConnectError;
-use crate::url::WsUrl;
+use ws6455_core::url::WsUrl;
 
 /// Callbacks and handshake settings of one client connection. Only `on_message` is
 /// mandatory.

@@ -20,6 +20,7 @@
 //! | [`utf8`] | incremental UTF-8 validation |
 //! | [`close`] | close codes and who may send them |
 //! | [`connection`] | [`Connection`]: messages, ping/pong, the closing handshake, timers |
+//! | [`url`] | `ws://` and `wss://` URLs, parsed strictly, for every client driver |
 //! | [`deflate`] | permessage-deflate (RFC 7692): negotiation and the per-connection codec |
 //! | [`error`] | typed errors and the one mapping from errors to close codes |
 //!
@@ -50,6 +51,7 @@ pub mod handshake;
 pub mod mask;
 mod output;
 pub mod random;
+pub mod url;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};

@@ -1,0 +1,322 @@
+//! The opening handshakes over a tokio transport: the core's acceptor and connector do
+//! the work; this reads and writes their bytes within their deadlines.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use ws6455_core::accept::{Acceptor, Choices, Reply};
+use ws6455_core::connect::{Connected, Connector};
+use ws6455_core::handshake::{
+    ClientHandshakeError, ClientRequest, HandshakeError, Request, Response,
+};
+use ws6455_core::{Config, OsRandom};
+
+use crate::stream::WebSocketStream;
+
+/// Options of a tokio WebSocket, either side.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The protocol: sizes, timeouts (handshake, close, idle, keepalive ping and pong
+    /// deadline), auto-pong, permessage-deflate.
+    pub protocol: Arc<Config>,
+    /// The sink is not ready while this many bytes wait to be written (default 16 MiB).
+    pub max_buffered: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            protocol: Arc::new(Config::default()),
+            max_buffered: 16 << 20,
+        }
+    }
+}
+
+/// What the server application decides about a request.
+#[derive(Clone, Debug, Default)]
+pub enum Decision {
+    /// Upgrade, with these choices.
+    Accept {
+        /// One of the client's offered subprotocols, or none.
+        subprotocol: Option<String>,
+        /// Extra response headers (e.g. `Set-Cookie`).
+        headers: Vec<(String, String)>,
+    },
+    /// Refuse with this HTTP status and reason (e.g. 403, 404).
+    Reject {
+        /// The HTTP status.
+        status: u16,
+        /// The plain-text body.
+        reason: String,
+    },
+    /// Accept with no subprotocol and no extra headers.
+    #[default]
+    AcceptDefault,
+}
+
+/// Why a server handshake did not open a connection. The client got an HTTP answer
+/// saying so, except on `Io` and `Timeout`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// The request was invalid (400, 405, 426, 431...).
+    BadRequest(HandshakeError),
+    /// A plain HTTP request: answered 426 Upgrade Required.
+    NotWebSocket(Box<Request>),
+    /// The application refused it (its status), or its choices would break the
+    /// handshake (500).
+    Refused(u16),
+    /// No complete request within the handshake timeout.
+    Timeout,
+    /// The transport failed or closed.
+    Io(io::Error),
+}
+
+impl fmt::Display for AcceptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcceptError::BadRequest(e) => write!(f, "invalid handshake request: {e}"),
+            AcceptError::NotWebSocket(r) => write!(f, "plain HTTP request for {}", r.url()),
+            AcceptError::Refused(status) => write!(f, "refused with HTTP {status}"),
+            AcceptError::Timeout => f.write_str("no handshake request in time"),
+            AcceptError::Io(e) => write!(f, "transport error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AcceptError {}
+
+/// Why a client handshake failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not a valid `ws://` URL.
+    Url(ws6455_core::url::UrlError),
+    /// An extra header would break the request.
+    InvalidHeader(String),
+    /// The server refused the upgrade with this HTTP status.
+    Refused {
+        /// The status code.
+        status: u16,
+        /// The reason phrase.
+        reason: String,
+    },
+    /// The server's answer does not complete the handshake.
+    Handshake(ClientHandshakeError),
+    /// No answer within the handshake timeout.
+    Timeout,
+    /// The transport failed or closed.
+    Io(io::Error),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Url(e) => e.fmt(f),
+            ConnectError::InvalidHeader(name) => write!(f, "invalid request header {name:?}"),
+            ConnectError::Refused { status, reason } => {
+                write!(f, "the server refused the upgrade: {status} {reason}")
+            }
+            ConnectError::Handshake(e) => e.fmt(f),
+            ConnectError::Timeout => f.write_str("no handshake response in time"),
+            ConnectError::Io(e) => write!(f, "transport error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Reads once, within `deadline`: `Ok(None)` when it passed.
+async fn read_within<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+) -> io::Result<Option<usize>> {
+    match deadline {
+        None => io.read(buf).await.map(Some),
+        Some(at) => {
+            let at = tokio::time::Instant::from_std(at);
+            match tokio::time::timeout_at(at, io.read(buf)).await {
+                Ok(read) => read.map(Some),
+                Err(_) => Ok(None),
+            }
+        }
+    }
+}
+
+/// Writes an HTTP answer within its deadline, then shuts the transport down.
+async fn send_reply<S: AsyncWrite + Unpin>(io: &mut S, reply: Reply) {
+    let write = async {
+        io.write_all(reply.pending_output()).await?;
+        io.shutdown().await
+    };
+    match reply.poll_timeout() {
+        Some(at) => {
+            let _ = tokio::time::timeout_at(tokio::time::Instant::from_std(at), write).await;
+        }
+        None => {
+            let _ = write.await;
+        }
+    }
+}
+
+/// Accepts a WebSocket on `io` (a TCP stream, a TLS stream...): reads the request, lets
+/// `decide` look at it (path, query, headers, offered subprotocols) and upgrades or
+/// refuses with an HTTP status. Invalid requests are answered with their status.
+pub async fn accept_with<S, F>(
+    mut io: S,
+    options: &Options,
+    decide: F,
+) -> Result<(WebSocketStream<S>, Request), AcceptError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> Decision,
+{
+    let mut acceptor = Acceptor::new(options.protocol.clone(), Instant::now());
+    let mut buf = vec![0u8; 4096];
+    let accepted = loop {
+        let n = match read_within(&mut io, &mut buf, acceptor.poll_timeout()).await {
+            Ok(Some(0)) => return Err(AcceptError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(Some(n)) => n,
+            Ok(None) => return Err(AcceptError::Timeout),
+            Err(e) => return Err(AcceptError::Io(e)),
+        };
+        match acceptor.receive_data(Instant::now(), &buf[..n]) {
+            Ok(Some(accepted)) => break accepted,
+            Ok(None) => {}
+            Err(refused) => {
+                send_reply(&mut io, refused.reply).await;
+                return Err(AcceptError::BadRequest(refused.error));
+            }
+        }
+    };
+    let request = accepted.request().clone();
+    let now = Instant::now();
+    if !accepted.is_websocket() {
+        let reply = accepted.reject(426, "this endpoint speaks WebSocket: upgrade required", now);
+        send_reply(&mut io, reply).await;
+        return Err(AcceptError::NotWebSocket(Box::new(request)));
+    }
+    let (subprotocol, headers) = match decide(&request) {
+        Decision::AcceptDefault => (None, Vec::new()),
+        Decision::Accept {
+            subprotocol,
+            headers,
+        } => (subprotocol, headers),
+        Decision::Reject { status, reason } => {
+            send_reply(&mut io, accepted.reject(status, &reason, now)).await;
+            return Err(AcceptError::Refused(status));
+        }
+    };
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let choices = Choices {
+        subprotocol: subprotocol.as_deref(),
+        headers: &headers,
+    };
+    match accepted.accept(&choices, now) {
+        Ok(conn) => {
+            let mut stream = WebSocketStream::from_connection(io, conn, options.max_buffered);
+            // The 101 goes out now: once `accept` returns, the client is upgraded.
+            std::future::poll_fn(|cx| stream.poll_write_out(cx))
+                .await
+                .map_err(AcceptError::Io)?;
+            Ok((stream, request))
+        }
+        Err(reply) => {
+            let status = reply.status();
+            send_reply(&mut io, reply).await;
+            Err(AcceptError::Refused(status))
+        }
+    }
+}
+
+/// Accepts every valid WebSocket request on `io`, with no subprotocol.
+pub async fn accept<S>(io: S, options: &Options) -> Result<WebSocketStream<S>, AcceptError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    accept_with(io, options, |_| Decision::AcceptDefault)
+        .await
+        .map(|(stream, _)| stream)
+}
+
+/// Runs the client handshake over `io`, a stream the caller opened (TCP, TLS, a pipe):
+/// `request` names the host, resource, subprotocols and extra headers; deflate is
+/// offered when the options ask for it.
+pub async fn client<S>(
+    mut io: S,
+    request: &ClientRequest<'_>,
+    options: &Options,
+) -> Result<(WebSocketStream<S>, Response), ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let random = Box::new(OsRandom::new());
+    let mut connector = Connector::new(request, options.protocol.clone(), random, Instant::now())
+        .map_err(|e| ConnectError::InvalidHeader(e.name))?;
+    io.write_all(connector.pending_output())
+        .await
+        .map_err(ConnectError::Io)?;
+    let sent = connector.pending_output().len();
+    connector.consume_output(sent);
+    let mut buf = vec![0u8; 4096];
+    let Connected {
+        connection,
+        response,
+    } = loop {
+        let n = match read_within(&mut io, &mut buf, connector.poll_timeout()).await {
+            Ok(Some(0)) => return Err(ConnectError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(Some(n)) => n,
+            Ok(None) => return Err(ConnectError::Timeout),
+            Err(e) => return Err(ConnectError::Io(e)),
+        };
+        match connector.receive_data(Instant::now(), &buf[..n]) {
+            Ok(Some(connected)) => break connected,
+            Ok(None) => {}
+            Err(ClientHandshakeError::Rejected { status, reason }) => {
+                return Err(ConnectError::Refused { status, reason })
+            }
+            Err(e) => return Err(ConnectError::Handshake(e)),
+        }
+    };
+    let stream = WebSocketStream::from_connection(io, connection, options.max_buffered);
+    Ok((stream, response))
+}
+
+/// Connects to a `ws://` URL over TCP (no TLS: open a TLS stream yourself and use
+/// [`client`] for `wss://`), within the handshake timeout for the TCP connect too.
+pub async fn connect(
+    url: &str,
+    options: &Options,
+) -> Result<(WebSocketStream<tokio::net::TcpStream>, Response), ConnectError> {
+    let url = ws6455_core::url::WsUrl::parse(url).map_err(ConnectError::Url)?;
+    if url.secure {
+        return Err(ConnectError::Url(
+            ws6455_core::url::UrlError::UnsupportedScheme(
+                "wss (not built yet in ws6455-tokio: pass a TLS stream to `client`)".into(),
+            ),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + options.protocol.handshake_timeout;
+    let tcp = tokio::time::timeout_at(
+        deadline,
+        tokio::net::TcpStream::connect((url.host.as_str(), url.port)),
+    )
+    .await
+    .map_err(|_| ConnectError::Timeout)?
+    .map_err(ConnectError::Io)?;
+    tcp.set_nodelay(true).map_err(ConnectError::Io)?;
+    let host = url.host_header();
+    let request = ClientRequest {
+        host: &host,
+        resource: &url.resource,
+        ..ClientRequest::default()
+    };
+    client(tcp, &request, options).await
+}

@@ -1,0 +1,312 @@
+//! [`WebSocketStream`]: a core [`Connection`] driven over any `AsyncRead + AsyncWrite`,
+//! as a `Stream` of messages and a `Sink` of messages. Every poll moves bytes between
+//! the transport and the core, runs the core's timer, and returns; all state lives in
+//! the struct, so dropping a pending `next()` or `send()` loses nothing.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+use ws6455_core::close::CloseFrame;
+use ws6455_core::{CloseCode, Connection, ConnectionState, Event, Expired, MessageKind};
+
+/// Bytes read from the transport per read call.
+const READ_BUFFER: usize = 64 << 10;
+/// Most output chunks handed to one vectored write.
+const WRITE_SLICES: usize = 16;
+
+/// A message received or to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// UTF-8 text.
+    Text(String),
+    /// Bytes. Sent by value: a large payload is written from this buffer, not copied.
+    Binary(Vec<u8>),
+    /// A Ping (received ones are already answered when auto-pong is on, the default).
+    Ping(Vec<u8>),
+    /// A Pong.
+    Pong(Vec<u8>),
+    /// A Close: received, the peer's code (1005 when it gave none) and reason, our answer
+    /// already queued; to send, an application code (1000 or 3000-4999) and a reason of
+    /// at most 123 bytes (`None`: 1000).
+    Close(Option<CloseFrame>),
+}
+
+/// Why a stream operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer broke the protocol; the core sent the Close with the matching code.
+    Protocol(ws6455_core::ProtocolError),
+    /// The core refused a message to send (wrong state, close code, payload size).
+    Send(ws6455_core::SendError),
+    /// Our keepalive Ping got no answer within the pong timeout: the connection is over.
+    PongTimeout,
+    /// The transport failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Protocol(e) => write!(f, "protocol error: {e}"),
+            Error::Send(e) => write!(f, "refused: {e}"),
+            Error::PongTimeout => f.write_str("no pong to the keepalive ping"),
+            Error::Io(e) => write!(f, "transport error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+fn message_of(event: Event) -> Message {
+    match event {
+        Event::Message {
+            kind: MessageKind::Text,
+            data,
+        } => match String::from_utf8(data) {
+            Ok(text) => Message::Text(text),
+            // The core validated the UTF-8: never taken.
+            Err(e) => Message::Binary(e.into_bytes()),
+        },
+        Event::Message {
+            kind: MessageKind::Binary,
+            data,
+        } => Message::Binary(data),
+        Event::Ping(payload) => Message::Ping(payload),
+        Event::Pong(payload) => Message::Pong(payload),
+        Event::Close(frame) => Message::Close(Some(frame)),
+    }
+}
+
+/// A WebSocket connection over the transport `S`.
+///
+/// - Reading: `Stream<Item = Result<Message, Error>>`. `next()` is cancel-safe: bytes
+///   read but not yet decoded stay in the stream. It also writes what the core has to
+///   send (pongs, the answering Close) and runs the keepalive and close timers, so keep
+///   polling it; it ends (`None`) once the closing handshake is over and the transport
+///   closed.
+/// - Writing: `Sink<Message>`. `poll_ready` waits while the buffered output is at the
+///   cap; `poll_flush` writes it all; both are cancel-safe (a message is queued whole by
+///   `start_send`, before any byte is written). `poll_close` sends a Close (1000) if none
+///   was sent and flushes; the handshake ends when the stream sees the peer's answer.
+/// - Dropping it closes the transport at once: the peer sees 1006.
+///
+/// Use `futures_util::StreamExt::split` for halves usable from two tasks.
+pub struct WebSocketStream<S> {
+    io: S,
+    conn: Connection,
+    buf: Box<[u8]>,
+    /// `buf[start..end]`: read and not yet decoded.
+    start: usize,
+    end: usize,
+    timer: Pin<Box<Sleep>>,
+    /// The deadline the timer is set to.
+    timer_at: Option<Instant>,
+    max_buffered: usize,
+    /// The transport was shut down: the stream is over.
+    done: bool,
+}
+
+impl<S> fmt::Debug for WebSocketStream<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketStream")
+            .field("connection", &self.conn)
+            .field("unread", &(self.end - self.start))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
+    /// Drives `conn` (made by the core's acceptor or connector, or directly) over `io`.
+    /// Sends are refused while more than `max_buffered` bytes wait to be written.
+    pub fn from_connection(io: S, conn: Connection, max_buffered: usize) -> Self {
+        WebSocketStream {
+            io,
+            conn,
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            timer_at: None,
+            max_buffered,
+            done: false,
+        }
+    }
+
+    /// The core connection: state, close status, agreed extensions.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Writes what the core holds until the transport would block.
+    pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.conn.wants_write() {
+            let n = if self.io.is_write_vectored() {
+                let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
+                let filled = self.conn.pending_output_vectored(&mut slices);
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..filled]))?
+            } else {
+                ready!(Pin::new(&mut self.io).poll_write(cx, self.conn.pending_output()))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.conn.consume_output(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Runs the core's deadline if it passed (`Ready`, with what expired, if anything
+    /// did: the caller then writes what it queued and asks again); registers the
+    /// wake-up otherwise.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Option<Expired>> {
+        let Some(at) = self.conn.poll_timeout() else {
+            return Poll::Pending;
+        };
+        if self.timer_at != Some(at) {
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(at));
+            self.timer_at = Some(at);
+        }
+        ready!(self.timer.as_mut().poll(cx));
+        self.timer_at = None;
+        Poll::Ready(self.conn.handle_timeout(Instant::now()))
+    }
+
+    fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        // Bounded: every turn decodes an event, takes input, runs a deadline or ends.
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            if self.start < self.end || self.conn.has_early_input() {
+                let mut input = &self.buf[self.start..self.end];
+                let received = self.conn.receive(Instant::now(), &mut input);
+                self.start = self.end - input.len();
+                match received {
+                    Ok(Some(event)) => {
+                        // Pongs and the answering Close go out now, as far as they can.
+                        if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                            self.conn.abort(&e.to_string());
+                        }
+                        return Poll::Ready(Some(Ok(message_of(event))));
+                    }
+                    Ok(None) => {}
+                    // The core queued its Close; the next polls write it and end.
+                    Err(error) => return Poll::Ready(Some(Err(Error::Protocol(error)))),
+                }
+            }
+            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                self.conn.abort(&e.to_string());
+                self.done = true;
+                return Poll::Ready(Some(Err(Error::Io(e))));
+            }
+            if self.conn.should_close_transport() {
+                // Best effort: a FIN after what was written (a TLS close_notify).
+                let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                self.done = true;
+                continue;
+            }
+            match self.poll_timer(cx) {
+                Poll::Ready(Some(Expired::Pong)) => {
+                    return Poll::Ready(Some(Err(Error::PongTimeout)))
+                }
+                // A Ping or a Close to write, a deadline to set, or the end.
+                Poll::Ready(_) => continue,
+                Poll::Pending => {}
+            }
+            let mut read = ReadBuf::new(&mut self.buf);
+            match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    let n = read.filled().len();
+                    if n == 0 {
+                        self.conn.receive_eof();
+                    }
+                    (self.start, self.end) = (0, n);
+                }
+                Poll::Ready(Err(e)) => {
+                    self.conn.abort(&e.to_string());
+                    self.done = true;
+                    return Poll::Ready(Some(Err(Error::Io(e))));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn send_now(&mut self, message: Message) -> Result<(), Error> {
+        let sent = match message {
+            Message::Text(text) => self.conn.send_text_owned(text),
+            Message::Binary(data) => self.conn.send_binary_owned(data),
+            Message::Ping(payload) => self.conn.send_ping(&payload),
+            Message::Pong(payload) => self.conn.send_pong(&payload),
+            Message::Close(frame) => {
+                let (code, reason) = match &frame {
+                    Some(frame) => (frame.code, frame.reason.as_str()),
+                    None => (CloseCode::NORMAL, ""),
+                };
+                self.conn.close(Instant::now(), code, reason)
+            }
+        };
+        sent.map_err(Error::Send)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocketStream<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_next_message(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        while this.conn.pending_output_len() >= this.max_buffered.max(1) {
+            ready!(this.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        self.get_mut().send_now(message)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx).map_err(Error::Io)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if this.conn.state() == ConnectionState::Open {
+            this.send_now(Message::Close(None))?;
+        }
+        ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx).map_err(Error::Io)
+    }
+}
