@@ -2,7 +2,7 @@
 //! each message back as it came, with permessage-deflate offered, then the reports are
 //! written.
 //!
-//!     autobahn_client [URL] [AGENT]     # defaults ws://127.0.0.1:9001 and ws6455
+//!     autobahn_tokio_client [URL] [AGENT]     # defaults ws://127.0.0.1:9001 and ws6455
 //!
 //! `AUTOBAHN_CLIENT=tokio autobahn/client.sh` starts the server, runs this and checks.
 
