@@ -26,8 +26,12 @@ SERVERS = {
     "tokio-tungstenite 0.30": [os.path.join(RELEASE, "examples", "peer_tokio_tungstenite"),
                                "{addr}"],
     "fastwebsockets 0.10": [os.path.join(RELEASE, "examples", "peer_fastwebsockets"), "{addr}"],
+    # The tokio driver over the same core: io-tokio/examples/echo_server.rs.
+    "ws6455-tokio": [os.path.join(RELEASE, "examples", "echo_server"), "{addr}"],
 }
 OURS = "ws6455"
+# Ours, each compared with the best of the others.
+OUR_SERVERS = (OURS, "ws6455-tokio")
 
 # Workloads: loadgen arguments, and the columns read from one run: (title, key in
 # loadgen's output, scale, higher is better).
@@ -177,24 +181,25 @@ def main():
             return f"{value:.1f}"
         return f"{value:.2f}"
 
-    peers = [n for n in servers if n != OURS]
+    peers = [n for n in servers if n not in OUR_SERVERS]
     print(f"\nMedians of {opts.reps} runs, {opts.seconds} s each; server on CPU {server_cpus}, "
           f"load generator on CPU 1; ws6455 --threads {opts.threads}.\n")
     print("| server | " + " | ".join(t for t, _ in columns) + " |")
     print("| --- |" + " --- |" * len(columns))
     for name in servers:
         print(f"| {name} | " + " | ".join(fmt(medians[name].get(t)) for t, _ in columns) + " |")
-    if OURS in servers and peers:
+    for our in [n for n in OUR_SERVERS if n in servers and peers]:
         cells = []
         for title, higher in columns:
-            ours = medians[OURS].get(title)
+            ours = medians[our].get(title)
             values = [medians[p][title] for p in peers if title in medians[p]]
             if ours is None or not values:
                 cells.append("-")
                 continue
             best = max(values) if higher else min(values)
             cells.append(f"{ours / best:.2f}x" if best else "-")
-        print("| ws6455 / best peer | " + " | ".join(cells) + " |")
+        print(f"| {our} / best peer | " + " | ".join(cells) + " |")
+    if peers and any(n in servers for n in OUR_SERVERS):
         print("\n(ratios: above 1 is better for msg/s and GB/s; below 1 is better for CPU, "
               "latency, syscalls and memory)")
     if opts.json:

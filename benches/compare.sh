@@ -13,6 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Two builds: a `--bin` filter would apply to both packages and skip the server binary.
 cargo build --release -q -p ws6455-server --bins
 cargo build --release -q -p ws6455-benches --bin loadgen --examples
+cargo build --release -q -p ws6455-tokio --example echo_server
 # 10k idle connections need a descriptor each on both sides.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 exec python3 benches/compare.py "$@"

@@ -290,3 +290,75 @@ impl<E: Endpoint> ConnHandler for Bridge<E> {
         self.0.on_terminate(TerminateEvent::from_status(status));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records what the bridge hands over.
+    struct Recorder(DataType, Arc<Mutex<Vec<String>>>);
+
+    impl Endpoint for Recorder {
+        fn data_type(&self) -> DataType {
+            self.0
+        }
+        fn on_open(&self) {
+            self.1.lock().unwrap().push("open".into());
+        }
+        fn on_message(&self, event: MessageEvent) {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("message {:?}", event.data));
+        }
+        fn on_error(&self, event: ErrorEvent) {
+            let error = &event.errors[0];
+            self.1.lock().unwrap().push(format!("error {}", error.code));
+        }
+        fn on_terminate(&self, event: TerminateEvent) {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("terminate {}", event.code));
+        }
+    }
+
+    #[test]
+    fn the_bridge_converts_per_data_type_and_builds_the_events() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut bridge = Bridge(Recorder(DataType::Object, log.clone()));
+        bridge.on_open();
+        assert_eq!(
+            bridge.on_message(MessageKind::Text, br#"{"a":1}"#.to_vec()),
+            Ok(())
+        );
+        let refused = bridge.on_message(MessageKind::Text, b"not json".to_vec());
+        let error = refused.unwrap_err();
+        assert_eq!(
+            error.close_code(),
+            Some(ws6455_core::CloseCode::INVALID_PAYLOAD)
+        );
+        bridge.on_error(&error);
+        bridge.on_close(&CloseStatus {
+            code: ws6455_core::CloseCode::ABNORMAL,
+            reason: "gone".into(),
+            clean: false,
+        });
+        let log = log.lock().unwrap();
+        assert_eq!(
+            *log,
+            [
+                "open",
+                r#"message Object(Object {"a": Number(1)})"#,
+                "error 1007",
+                "terminate 1006"
+            ]
+        );
+
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut blob = Bridge(Recorder(DataType::Blob, log.clone()));
+        assert_eq!(blob.on_message(MessageKind::Text, b"hi".to_vec()), Ok(()));
+        assert_eq!(*log.lock().unwrap(), ["message Blob([104, 105])"]);
+    }
+}

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{read_until, write_output};
+use support::{read_until, wait_for_input, write_output};
 
 use ws6455_core::connect::Connector;
 use ws6455_core::handshake::ClientRequest;
@@ -82,23 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if conn.should_close_transport() {
             break;
         }
-        filled = match read_until(&mut stream, &mut buf, conn.poll_timeout()) {
-            Ok(Some(0)) => {
-                conn.receive_eof();
-                0
-            }
-            Ok(Some(n)) => n,
-            Ok(None) => {
-                conn.handle_timeout(Instant::now());
-                0
-            }
-            // A reset ends the transport like a FIN (after a finished closing handshake
-            // it is no failure).
-            Err(error) => {
-                conn.abort(&error.to_string());
-                0
-            }
-        };
+        filled = wait_for_input(&mut stream, &mut buf, &mut conn);
     }
     if let Some(status) = conn.close_status() {
         eprintln!(

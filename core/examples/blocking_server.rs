@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{read_until, write_output};
+use support::{read_until, wait_for_input, write_output};
 
 use ws6455_core::accept::{Acceptor, Choices, Reply};
 use ws6455_core::{Config, Connection, DeflateConfig, Event, MessageKind};
@@ -86,23 +86,7 @@ fn serve(mut stream: TcpStream, config: Arc<Config>) -> io::Result<()> {
         if conn.should_close_transport() {
             return Ok(()); // dropping the stream sends our FIN
         }
-        filled = match read_until(&mut stream, &mut buf, conn.poll_timeout()) {
-            Ok(Some(0)) => {
-                conn.receive_eof();
-                0
-            }
-            Ok(Some(n)) => n,
-            Ok(None) => {
-                conn.handle_timeout(Instant::now());
-                0
-            }
-            // A reset ends the transport like a FIN (after a finished closing handshake
-            // it is no failure).
-            Err(error) => {
-                conn.abort(&error.to_string());
-                0
-            }
-        };
+        filled = wait_for_input(&mut stream, &mut buf, &mut conn);
     }
 }
 

@@ -98,12 +98,12 @@ impl Acceptor {
 }
 
 /// What the application chooses when it accepts an upgrade.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Choices<'a> {
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Choices {
     /// One of the subprotocols the client offered, or none.
-    pub subprotocol: Option<&'a str>,
+    pub subprotocol: Option<String>,
     /// Extra response headers (e.g. `Set-Cookie`).
-    pub headers: &'a [(&'a str, &'a str)],
+    pub headers: Vec<(String, String)>,
 }
 
 /// A complete request: accept it, reject it, or answer it as plain HTTP.
@@ -134,12 +134,12 @@ impl Accepted {
     /// HTTP answer when this is not an upgrade request (426), or when the choices would
     /// break the handshake (500: a subprotocol the client did not offer, a header with
     /// CR/LF).
-    pub fn accept(self, choices: &Choices<'_>, now: Instant) -> Result<Connection, Reply> {
+    pub fn accept(self, choices: &Choices, now: Instant) -> Result<Connection, Reply> {
         if !self.websocket {
             let error = HandshakeError::NotUpgrade;
             return Err(self.reply(error.status(), error.response(), now));
         }
-        if let Some(chosen) = choices.subprotocol {
+        if let Some(chosen) = choices.subprotocol.as_deref() {
             if !self.request.subprotocols().contains(&chosen) {
                 let why = "the server chose a subprotocol the client did not offer";
                 return Err(self.reject(500, why, now));
@@ -151,11 +151,16 @@ impl Accepted {
         });
         let mut response = Vec::new();
         let answer = deflate.as_ref().map(|(_, _, answer)| answer.as_str());
+        let headers: Vec<(&str, &str)> = choices
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
         let written = accept_response(
             &self.request,
-            choices.subprotocol,
+            choices.subprotocol.as_deref(),
             answer,
-            choices.headers,
+            &headers,
             &mut response,
         );
         if written.is_err() {
@@ -295,8 +300,8 @@ mod tests {
         assert!(accepted.is_websocket());
         assert_eq!(accepted.request().subprotocols(), ["chat", "superchat"]);
         let choices = Choices {
-            subprotocol: Some("superchat"),
-            headers: &[("Set-Cookie", "a=1")],
+            subprotocol: Some("superchat".into()),
+            headers: vec![("Set-Cookie".into(), "a=1".into())],
         };
         let mut conn = accepted.accept(&choices, now).unwrap();
         let out = String::from_utf8(conn.pending_output().to_vec()).unwrap();
@@ -326,7 +331,7 @@ mod tests {
     fn choices_that_break_the_handshake_are_answered_with_500() {
         let now = Instant::now();
         let choices = Choices {
-            subprotocol: Some("unoffered"),
+            subprotocol: Some("unoffered".into()),
             ..Choices::default()
         };
         let reply = accepted(Config::default(), UPGRADE.as_bytes())
@@ -334,7 +339,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(reply.status(), 500);
         let choices = Choices {
-            headers: &[("X-Bad", "a\r\nb")],
+            headers: vec![("X-Bad".into(), "a\r\nb".into())],
             ..Choices::default()
         };
         let reply = accepted(Config::default(), UPGRADE.as_bytes())

@@ -180,7 +180,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let choices = Choices {
-            subprotocol: Some("chat"),
+            subprotocol: Some("chat".into()),
             ..Choices::default()
         };
         let mut server = accepted.accept(&choices, now).unwrap();

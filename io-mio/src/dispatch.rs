@@ -5,7 +5,6 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use ws6455_core::accept::Choices;
 use ws6455_core::close::truncate_reason;
 use ws6455_core::{Connection, ConnectionState, Event};
 
@@ -140,12 +139,8 @@ pub(crate) fn feed<H: Handler>(
         return;
     }
     let decision = guarded(|| handler.on_request(accepted.request(), remote, &conn.shared));
-    let (app, subprotocol, headers) = match decision {
-        Ok(Decision::Accept {
-            conn: app,
-            subprotocol,
-            headers,
-        }) => (app, subprotocol, headers),
+    let (app, choices) = match decision {
+        Ok(Decision::Accept { conn: app, choices }) => (app, choices),
         Ok(Decision::Respond(bytes)) => {
             conn.phase = Phase::Responding(Box::new(accepted.respond(bytes, now)));
             return;
@@ -155,14 +150,6 @@ pub(crate) fn feed<H: Handler>(
             conn.phase = Phase::Responding(Box::new(reply));
             return;
         }
-    };
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let choices = Choices {
-        subprotocol: subprotocol.as_deref(),
-        headers: &headers,
     };
     match accepted.accept(&choices, now) {
         Ok(core) => {

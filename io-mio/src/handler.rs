@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ws6455_core::accept::Choices;
 use ws6455_core::handshake::{HandshakeError, Request};
 use ws6455_core::{CloseCode, CloseStatus, MessageKind, ProtocolError};
 
@@ -17,10 +18,8 @@ pub enum Decision<C> {
     Accept {
         /// The application's per-connection state.
         conn: C,
-        /// One of the client's offered subprotocols, or none.
-        subprotocol: Option<String>,
-        /// Extra response headers (e.g. `Set-Cookie`).
-        headers: Vec<(String, String)>,
+        /// The subprotocol and extra response headers.
+        choices: Choices,
     },
     /// Answer with these bytes (a complete HTTP response) and close.
     Respond(Vec<u8>),

@@ -45,6 +45,7 @@ pub use handle::{ConnShared, LoopHandle, LoopStopped, Outgoing, SendError, Statu
 pub use handler::{ConnError, ConnHandler, Decision, Handler};
 pub use rustls;
 pub use transport::ClientStream;
+pub use ws6455_core::accept::Choices;
 
 /// Binds `count` listening sockets to `addr`. With more than one they share the port
 /// through `SO_REUSEPORT` and the kernel spreads connections over them. Port 0 picks one

@@ -36,15 +36,11 @@ impl Default for Options {
 }
 
 /// What the server application decides about a request.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Upgrade, with these choices.
-    Accept {
-        /// One of the client's offered subprotocols, or none.
-        subprotocol: Option<String>,
-        /// Extra response headers (e.g. `Set-Cookie`).
-        headers: Vec<(String, String)>,
-    },
+    /// Upgrade, with this subprotocol and these extra headers (`Choices::default()`:
+    /// none).
+    Accept(Choices),
     /// Refuse with this HTTP status and reason (e.g. 403, 404).
     Reject {
         /// The HTTP status.
@@ -52,9 +48,6 @@ pub enum Decision {
         /// The plain-text body.
         reason: String,
     },
-    /// Accept with no subprotocol and no extra headers.
-    #[default]
-    AcceptDefault,
 }
 
 /// Why a server handshake did not open a connection. The client got an HTTP answer
@@ -200,24 +193,12 @@ where
         send_reply(&mut io, reply).await;
         return Err(AcceptError::NotWebSocket(Box::new(request)));
     }
-    let (subprotocol, headers) = match decide(&request) {
-        Decision::AcceptDefault => (None, Vec::new()),
-        Decision::Accept {
-            subprotocol,
-            headers,
-        } => (subprotocol, headers),
+    let choices = match decide(&request) {
+        Decision::Accept(choices) => choices,
         Decision::Reject { status, reason } => {
             send_reply(&mut io, accepted.reject(status, &reason, now)).await;
             return Err(AcceptError::Refused(status));
         }
-    };
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let choices = Choices {
-        subprotocol: subprotocol.as_deref(),
-        headers: &headers,
     };
     match accepted.accept(&choices, now) {
         Ok(conn) => {
@@ -241,7 +222,7 @@ pub async fn accept<S>(io: S, options: &Options) -> Result<WebSocketStream<S>, A
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    accept_with(io, options, |_| Decision::AcceptDefault)
+    accept_with(io, options, |_| Decision::Accept(Choices::default()))
         .await
         .map(|(stream, _)| stream)
 }

@@ -32,6 +32,7 @@ pub use handshake::{
     accept, accept_with, client, connect, AcceptError, ConnectError, Decision, Options,
 };
 pub use stream::{Error, Message, WebSocketStream};
+pub use ws6455_core::accept::Choices;
 pub use ws6455_core::close::CloseFrame;
 pub use ws6455_core::handshake::{ClientRequest, Request, Response};
 pub use ws6455_core::{CloseCode, Config, DeflateConfig};

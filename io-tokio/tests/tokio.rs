@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite;
 use ws6455_tokio::{
-    accept, accept_with, client, connect, ClientRequest, CloseCode, CloseFrame, Config,
+    accept, accept_with, client, connect, Choices, ClientRequest, CloseCode, CloseFrame, Config,
     ConnectError, Decision, DeflateConfig, Error, Message, Options,
 };
 
@@ -163,10 +163,10 @@ async fn subprotocols_and_headers_are_chosen_by_the_server() {
                 .subprotocols()
                 .contains(&"chat")
                 .then(|| "chat".to_owned());
-            Decision::Accept {
+            Decision::Accept(Choices {
                 subprotocol: chosen,
                 headers: vec![("Set-Cookie".into(), "a=1".into())],
-            }
+            })
         })
         .await
         .unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ws6455_api::Bridge;
 use ws6455_core::handshake::{reject_response, HandshakeError};
-use ws6455_mio::{ConnShared, Decision, Handler};
+use ws6455_mio::{Choices, ConnShared, Decision, Handler};
 
 use crate::connection::{ConnInner, WebSocketConnection};
 use crate::server::{ServerInner, WebSocketServer};
@@ -94,8 +94,10 @@ impl Handler for Glue {
         };
         Decision::Accept {
             conn: Bridge(ws),
-            subprotocol,
-            headers: Vec::new(),
+            choices: Choices {
+                subprotocol,
+                headers: Vec::new(),
+            },
         }
     }
 

@@ -1,5 +1,6 @@
-//! The two things a blocking driver does with its socket, shared by the examples: read
-//! until the core's next deadline, and write what the core has for the peer.
+//! What a blocking driver does with its socket, shared by the examples: read until the
+//! core's next deadline (and tell the core what happened), and write what the core has
+//! for the peer.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -34,6 +35,32 @@ pub(crate) fn read_until(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => Err(e),
         };
+    }
+}
+
+/// Sleeps until the peer sends something or the core's next deadline, and tells the core
+/// what happened: returns how many bytes landed in `buf` (0 when none did).
+pub(crate) fn wait_for_input(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    conn: &mut Connection,
+) -> usize {
+    match read_until(stream, buf, conn.poll_timeout()) {
+        Ok(Some(0)) => {
+            conn.receive_eof();
+            0
+        }
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            conn.handle_timeout(Instant::now());
+            0
+        }
+        // A reset ends the transport like a FIN (after a finished closing handshake it
+        // is no failure).
+        Err(error) => {
+            conn.abort(&error.to_string());
+            0
+        }
     }
 }
 
