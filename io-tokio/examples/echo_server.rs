@@ -34,8 +34,9 @@ async fn main() -> std::io::Result<()> {
             };
             while let Some(Ok(message)) = ws.next().await {
                 if let Message::Text(_) | Message::Binary(_) = message {
-                    // Refused only once closing: nothing to echo then.
-                    let _ = ws.send(message).await;
+                    // `feed` queues without flushing: the next `next()` writes every
+                    // answer of a burst at once. Refused only once closing.
+                    let _ = ws.feed(message).await;
                 }
             }
         });

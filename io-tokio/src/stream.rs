@@ -1,8 +1,10 @@
 //! [`WebSocketStream`]: a core [`Connection`] driven over any `AsyncRead + AsyncWrite`,
 //! as a `Stream` of messages and a `Sink` of messages. Every poll moves bytes between
 //! the transport and the core, runs the core's timer, and returns; all state lives in
-//! the struct, so dropping a pending `next()` or `send()` loses nothing.
+//! the struct, so dropping a pending `next()` or `send()` loses nothing. Reads go into
+//! one buffer per thread; a stream keeps only the bytes after the event it returned.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -19,6 +21,13 @@ use ws6455_core::{CloseCode, Connection, ConnectionState, Event, Expired, Messag
 
 /// Bytes read from the transport per read call.
 const READ_BUFFER: usize = 64 << 10;
+
+thread_local! {
+    /// The read buffer of every stream polled on this thread (it is borrowed only within
+    /// one poll): a stream keeps only what it read and has not decoded yet, so an idle
+    /// connection holds no buffer.
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BUFFER].into_boxed_slice());
+}
 /// Most output chunks handed to one vectored write.
 const WRITE_SLICES: usize = 16;
 
@@ -95,10 +104,12 @@ fn message_of(event: Event) -> Message {
 /// A WebSocket connection over the transport `S`.
 ///
 /// - Reading: `Stream<Item = Result<Message, Error>>`. `next()` is cancel-safe: bytes
-///   read but not yet decoded stay in the stream. It also writes what the core has to
-///   send (pongs, the answering Close) and runs the keepalive and close timers, so keep
-///   polling it; it ends (`None`) once the closing handshake is over and the transport
-///   closed.
+///   read but not yet decoded stay in the stream. Before it waits for input it writes
+///   what the core has to send (pongs, the answering Close, messages given to `feed`),
+///   and it runs the keepalive and close timers, so keep polling it; it ends (`None`)
+///   once the closing handshake is over and the transport closed. An echo that `feed`s
+///   each answer and lets `next()` write them makes one write per burst; `send` flushes
+///   each message.
 /// - Writing: `Sink<Message>`. `poll_ready` waits while the buffered output is at the
 ///   cap; `poll_flush` writes it all; both are cancel-safe (a message is queued whole by
 ///   `start_send`, before any byte is written). `poll_close` sends a Close (1000) if none
@@ -109,10 +120,9 @@ fn message_of(event: Event) -> Message {
 pub struct WebSocketStream<S> {
     io: S,
     conn: Connection,
-    buf: Box<[u8]>,
-    /// `buf[start..end]`: read and not yet decoded.
-    start: usize,
-    end: usize,
+    /// `unread[unread_at..]`: read and not yet decoded (empty and unallocated mostly).
+    unread: Vec<u8>,
+    unread_at: usize,
     timer: Pin<Box<Sleep>>,
     /// The deadline the timer is set to.
     timer_at: Option<Instant>,
@@ -125,7 +135,7 @@ impl<S> fmt::Debug for WebSocketStream<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocketStream")
             .field("connection", &self.conn)
-            .field("unread", &(self.end - self.start))
+            .field("unread", &(self.unread.len() - self.unread_at))
             .finish_non_exhaustive()
     }
 }
@@ -137,9 +147,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         WebSocketStream {
             io,
             conn,
-            buf: vec![0; READ_BUFFER].into_boxed_slice(),
-            start: 0,
-            end: 0,
+            unread: Vec::new(),
+            unread_at: 0,
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             timer_at: None,
             max_buffered,
@@ -193,27 +202,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         Poll::Ready(self.conn.handle_timeout(Instant::now()))
     }
 
+    /// Hands a decoded event (or the end of the input, or an error) to the caller:
+    /// `None` when there is nothing to return and the loop goes on.
+    fn deliver(
+        &mut self,
+        received: Result<Option<Event>, ws6455_core::ProtocolError>,
+    ) -> Option<Result<Message, Error>> {
+        // Output (pongs, the answering Close, messages fed to the sink) is written by
+        // the next poll before it reads, so answers to a burst go out in one write.
+        match received {
+            Ok(Some(event)) => Some(Ok(message_of(event))),
+            Ok(None) => None,
+            // The core queued its Close; the next polls write it and end.
+            Err(error) => Some(Err(Error::Protocol(error))),
+        }
+    }
+
+    /// Reads into the thread's buffer and decodes up to the first event; what follows it
+    /// is kept in `unread`.
+    fn poll_read_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Result<Option<Event>, ws6455_core::ProtocolError>>> {
+        READ_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let mut read = ReadBuf::new(&mut buf);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
+            let n = read.filled().len();
+            if n == 0 {
+                self.conn.receive_eof();
+                return Poll::Ready(Ok(Ok(None)));
+            }
+            let mut input = &buf[..n];
+            let received = self.conn.receive(Instant::now(), &mut input);
+            if !input.is_empty() {
+                self.unread = input.to_vec();
+                self.unread_at = 0;
+            }
+            Poll::Ready(Ok(received))
+        })
+    }
+
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         // Bounded: every turn decodes an event, takes input, runs a deadline or ends.
         loop {
             if self.done {
                 return Poll::Ready(None);
             }
-            if self.start < self.end || self.conn.has_early_input() {
-                let mut input = &self.buf[self.start..self.end];
+            if self.unread_at < self.unread.len() || self.conn.has_early_input() {
+                let mut input = &self.unread[self.unread_at..];
                 let received = self.conn.receive(Instant::now(), &mut input);
-                self.start = self.end - input.len();
-                match received {
-                    Ok(Some(event)) => {
-                        // Pongs and the answering Close go out now, as far as they can.
-                        if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                            self.conn.abort(&e.to_string());
-                        }
-                        return Poll::Ready(Some(Ok(message_of(event))));
-                    }
-                    Ok(None) => {}
-                    // The core queued its Close; the next polls write it and end.
-                    Err(error) => return Poll::Ready(Some(Err(Error::Protocol(error)))),
+                self.unread_at = self.unread.len() - input.len();
+                if input.is_empty() {
+                    // An idle connection keeps no buffer.
+                    (self.unread, self.unread_at) = (Vec::new(), 0);
+                }
+                if let Some(item) = self.deliver(received) {
+                    return Poll::Ready(Some(item));
                 }
             }
             if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
@@ -235,14 +280,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 Poll::Ready(_) => continue,
                 Poll::Pending => {}
             }
-            let mut read = ReadBuf::new(&mut self.buf);
-            match Pin::new(&mut self.io).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) => {
-                    let n = read.filled().len();
-                    if n == 0 {
-                        self.conn.receive_eof();
+            match self.poll_read_event(cx) {
+                Poll::Ready(Ok(received)) => {
+                    if let Some(item) = self.deliver(received) {
+                        return Poll::Ready(Some(item));
                     }
-                    (self.start, self.end) = (0, n);
                 }
                 Poll::Ready(Err(e)) => {
                     self.conn.abort(&e.to_string());
