@@ -31,7 +31,6 @@ mod dispatch;
 mod event_loop;
 mod handle;
 mod handler;
-pub mod tls;
 mod transport;
 
 use std::io;
@@ -46,6 +45,8 @@ pub use handler::{ConnError, ConnHandler, Decision, Handler};
 pub use rustls;
 pub use transport::ClientStream;
 pub use ws6455_core::accept::Choices;
+/// TLS configuration helpers (shared with the other drivers).
+pub use ws6455_tls as tls;
 
 /// Binds `count` listening sockets to `addr`. With more than one they share the port
 /// through `SO_REUSEPORT` and the kernel spreads connections over them. Port 0 picks one

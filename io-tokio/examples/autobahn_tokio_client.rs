@@ -42,9 +42,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let run = async {
             let (mut ws, _) = connect(&url, &options).await?;
             // Cases may end with our own refusal of bad input: that is what they test.
-            while let Some(Ok(message)) = ws.next().await {
-                if let Message::Text(_) | Message::Binary(_) = message {
-                    let _ = ws.send(message).await;
+            // Errors too are read past: the stream then writes the Close and ends.
+            while let Some(message) = ws.next().await {
+                if let Ok(message @ (Message::Text(_) | Message::Binary(_))) = message {
+                    // Queued; the next `next()` writes it (one write per burst).
+                    let _ = ws.feed(message).await;
                 }
             }
             Ok::<_, ws6455_tokio::ConnectError>(())

@@ -32,8 +32,9 @@ async fn main() -> std::io::Result<()> {
             let Ok(mut ws) = accept(tcp, &options).await else {
                 return;
             };
-            while let Some(Ok(message)) = ws.next().await {
-                if let Message::Text(_) | Message::Binary(_) = message {
+            // Errors too are read past: the stream then writes the Close and ends.
+            while let Some(message) = ws.next().await {
+                if let Ok(message @ (Message::Text(_) | Message::Binary(_))) = message {
                     // `feed` queues without flushing: the next `next()` writes every
                     // answer of a burst at once. Refused only once closing.
                     let _ = ws.feed(message).await;

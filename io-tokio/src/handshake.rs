@@ -15,6 +15,7 @@ use ws6455_core::handshake::{
 use ws6455_core::{Config, OsRandom};
 
 use crate::stream::WebSocketStream;
+use crate::tls::{start_tls, MaybeTlsStream};
 
 /// Options of a tokio WebSocket, either side.
 #[derive(Clone, Debug)]
@@ -24,6 +25,10 @@ pub struct Options {
     pub protocol: Arc<Config>,
     /// The sink is not ready while this many bytes wait to be written (default 16 MiB).
     pub max_buffered: usize,
+    /// TLS for `wss://` in [`connect`]: which roots to trust. `None` (the default)
+    /// verifies servers against Mozilla's roots; for a private CA or a self-signed
+    /// certificate use [`ws6455_tls::client_config_with_extra_roots`].
+    pub tls: Option<Arc<ws6455_tls::rustls::ClientConfig>>,
 }
 
 impl Default for Options {
@@ -31,6 +36,7 @@ impl Default for Options {
         Options {
             protocol: Arc::new(Config::default()),
             max_buffered: 16 << 20,
+            tls: None,
         }
     }
 }
@@ -99,6 +105,16 @@ pub enum ConnectError {
     },
     /// The server's answer does not complete the handshake.
     Handshake(ClientHandshakeError),
+    /// The server's certificate is not acceptable for `host`: untrusted, expired, for
+    /// another name...
+    Certificate {
+        /// The host the certificate was checked against.
+        host: String,
+        /// What is wrong with it.
+        reason: ws6455_tls::rustls::CertificateError,
+    },
+    /// The TLS handshake failed otherwise (no common version or cipher, an alert).
+    Tls(ws6455_tls::rustls::Error),
     /// No answer within the handshake timeout.
     Timeout,
     /// The transport failed or closed.
@@ -114,6 +130,13 @@ impl fmt::Display for ConnectError {
                 write!(f, "the server refused the upgrade: {status} {reason}")
             }
             ConnectError::Handshake(e) => e.fmt(f),
+            ConnectError::Certificate { host, reason } => {
+                write!(
+                    f,
+                    "the TLS certificate of {host} is not acceptable: {reason:?}"
+                )
+            }
+            ConnectError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             ConnectError::Timeout => f.write_str("no handshake response in time"),
             ConnectError::Io(e) => write!(f, "transport error: {e}"),
         }
@@ -297,34 +320,34 @@ where
     Ok((stream, response))
 }
 
-/// Connects to a `ws://` URL over TCP (no TLS: open a TLS stream yourself and use
-/// [`client`] for `wss://`), within the handshake timeout for the TCP connect too.
+/// Connects to a `ws://` or `wss://` URL: TCP, the TLS handshake for `wss://` (SNI and
+/// certificate check against [`Options::tls`]), then the WebSocket handshake, all
+/// within the handshake timeout.
 pub async fn connect(
     url: &str,
     options: &Options,
-) -> Result<(WebSocketStream<tokio::net::TcpStream>, Response), ConnectError> {
+) -> Result<(WebSocketStream<MaybeTlsStream>, Response), ConnectError> {
     let url = ws6455_core::url::WsUrl::parse(url).map_err(ConnectError::Url)?;
-    if url.secure {
-        return Err(ConnectError::Url(
-            ws6455_core::url::UrlError::UnsupportedScheme(
-                "wss (not built yet in ws6455-tokio: pass a TLS stream to `client`)".into(),
-            ),
-        ));
-    }
     let deadline = tokio::time::Instant::now() + options.protocol.handshake_timeout;
-    let tcp = tokio::time::timeout_at(
-        deadline,
-        tokio::net::TcpStream::connect((url.host.as_str(), url.port)),
-    )
-    .await
-    .map_err(|_| ConnectError::Timeout)?
-    .map_err(ConnectError::Io)?;
-    tcp.set_nodelay(true).map_err(ConnectError::Io)?;
-    let host = url.host_header();
-    let request = ClientRequest {
-        host: &host,
-        resource: &url.resource,
-        ..ClientRequest::default()
+    let open = async {
+        let tcp = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
+            .await
+            .map_err(ConnectError::Io)?;
+        tcp.set_nodelay(true).map_err(ConnectError::Io)?;
+        let io = if url.secure {
+            start_tls(tcp, &url.host, options.tls.clone()).await?
+        } else {
+            MaybeTlsStream::Plain(tcp)
+        };
+        let host = url.host_header();
+        let request = ClientRequest {
+            host: &host,
+            resource: &url.resource,
+            ..ClientRequest::default()
+        };
+        client(io, &request, options).await
     };
-    client(tcp, &request, options).await
+    tokio::time::timeout_at(deadline, open)
+        .await
+        .unwrap_or(Err(ConnectError::Timeout))
 }

@@ -20,19 +20,22 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not built yet (see the README): `wss://` inside [`connect`] (pass a TLS stream to
-//! [`client`] instead), the hyper upgrade, a cloneable cross-task sender.
+//! Not built yet (see the README): the hyper upgrade, a cloneable cross-task sender.
 
 #![forbid(unsafe_code)]
 
 mod handshake;
 mod stream;
+mod tls;
 
 pub use handshake::{
     accept, accept_with, client, connect, AcceptError, ConnectError, Decision, Options,
 };
 pub use stream::{Error, Message, WebSocketStream};
+pub use tls::MaybeTlsStream;
 pub use ws6455_core::accept::Choices;
 pub use ws6455_core::close::CloseFrame;
 pub use ws6455_core::handshake::{ClientRequest, Request, Response};
 pub use ws6455_core::{CloseCode, Config, DeflateConfig};
+/// TLS configuration helpers and the rustls they build for.
+pub use ws6455_tls as tls_config;

@@ -206,6 +206,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// `None` when there is nothing to return and the loop goes on.
     fn deliver(
         &mut self,
+        cx: &mut Context<'_>,
         received: Result<Option<Event>, ws6455_core::ProtocolError>,
     ) -> Option<Result<Message, Error>> {
         // Output (pongs, the answering Close, messages fed to the sink) is written by
@@ -213,8 +214,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         match received {
             Ok(Some(event)) => Some(Ok(message_of(event))),
             Ok(None) => None,
-            // The core queued its Close; the next polls write it and end.
-            Err(error) => Some(Err(Error::Protocol(error))),
+            // The core queued its Close behind what the application already sent: both
+            // go out now, as far as the transport takes them, so that an application
+            // that stops at the error still answers what came before it and sends the
+            // Close (the next polls write the rest and end).
+            Err(error) => {
+                if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                    self.conn.abort(&e.to_string());
+                }
+                Some(Err(Error::Protocol(error)))
+            }
         }
     }
 
@@ -257,7 +266,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                     // An idle connection keeps no buffer.
                     (self.unread, self.unread_at) = (Vec::new(), 0);
                 }
-                if let Some(item) = self.deliver(received) {
+                if let Some(item) = self.deliver(cx, received) {
                     return Poll::Ready(Some(item));
                 }
             }
@@ -282,7 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             }
             match self.poll_read_event(cx) {
                 Poll::Ready(Ok(received)) => {
-                    if let Some(item) = self.deliver(received) {
+                    if let Some(item) = self.deliver(cx, received) {
                         return Poll::Ready(Some(item));
                     }
                 }

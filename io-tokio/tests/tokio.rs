@@ -296,6 +296,48 @@ async fn interoperates_with_the_mio_server_and_client() {
     assert_eq!(got, ("from mio".to_owned(), 4001, true));
 }
 
+// Regression: an echo server that `feed`s its answers and stops at the first error used
+// to drop the echo of a message that arrived in the same read as a bad frame, and its
+// Close (Autobahn 3.2, 4.1.3, 5.15 ... went NON-STRICT).
+#[tokio::test]
+async fn an_error_still_sends_what_came_before_it_and_the_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = accept(tcp, &Options::default()).await.unwrap();
+        // Stops at the first error and drops the stream.
+        while let Some(Ok(message)) = ws.next().await {
+            if let Message::Text(_) | Message::Binary(_) = message {
+                ws.feed(message).await.unwrap();
+            }
+        }
+    });
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let request = format!("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 1024];
+    let n = within(tcp.read(&mut response)).await.unwrap();
+    assert!(response[..n].starts_with(b"HTTP/1.1 101"));
+    // A masked "ok", then a frame with the reserved opcode 3, in one write.
+    let frames = [0x81, 0x82, 0, 0, 0, 0, b'o', b'k', 0x83, 0x80, 0, 0, 0, 0];
+    tcp.write_all(&frames).await.unwrap();
+    let mut got = Vec::new();
+    within(tcp.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(
+        &got[..4],
+        [0x81, 0x02, b'o', b'k'],
+        "the echo first: {got:02x?}"
+    );
+    assert_eq!(
+        &got[4..8],
+        [0x88, got[5], 0x03, 0xea],
+        "then Close 1002: {got:02x?}"
+    );
+}
+
 #[tokio::test]
 async fn a_dropped_stream_ends_the_peer_with_1006() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

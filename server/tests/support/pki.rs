@@ -1,11 +1,10 @@
 //! Certificates made at test time: a private CA and leaf certificates it signs. Shared by
-//! the server's and the client's TLS tests (`#[path]`-included).
+//! the TLS tests of the server, the mio client and the tokio driver (`#[path]`-included).
 
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-use ws6455_mio::rustls;
-use ws6455_mio::tls;
+use ws6455_tls::{self as tls, rustls};
 
 /// A private certificate authority.
 pub(crate) struct Ca {

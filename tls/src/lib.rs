@@ -1,14 +1,19 @@
-//! Building rustls configurations for both sides: a server's certificate chain and key
-//! from PEM (files or memory) or DER, a client's root store (Mozilla's roots from
-//! `webpki-roots`, plus private CAs). rustls itself is re-exported as [`crate::rustls`].
+//! ws6455-tls: rustls configurations for both sides, shared by every ws6455 driver (mio,
+//! tokio): a server's certificate chain and key from PEM (files or memory) or DER, a
+//! client's root store (Mozilla's roots from `webpki-roots`, plus private CAs). rustls
+//! itself is re-exported as [`rustls`].
 //!
 //! Both sides advertise ALPN `http/1.1`: a WebSocket upgrade is an HTTP/1.1 request, and a
 //! browser that also offers `h2` must not be told to speak HTTP/2 to us.
+
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+
+pub use rustls;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
