@@ -233,23 +233,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<Result<Option<Event>, ws6455_core::ProtocolError>>> {
-        READ_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            let mut read = ReadBuf::new(&mut buf);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
-            let n = read.filled().len();
-            if n == 0 {
-                self.conn.receive_eof();
-                return Poll::Ready(Ok(Ok(None)));
-            }
-            let mut input = &buf[..n];
-            let received = self.conn.receive(Instant::now(), &mut input);
-            if !input.is_empty() {
-                self.unread = input.to_vec();
-                self.unread_at = 0;
-            }
-            Poll::Ready(Ok(received))
+        READ_BUF.with(|shared| match shared.try_borrow_mut() {
+            Ok(mut buf) => self.poll_read_event_into(cx, &mut buf),
+            // Re-entered (a transport that itself polls a stream on this thread): a
+            // buffer of its own rather than a panic.
+            Err(_) => self.poll_read_event_into(cx, &mut vec![0; READ_BUFFER]),
         })
+    }
+
+    fn poll_read_event_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<Result<Option<Event>, ws6455_core::ProtocolError>>> {
+        let mut read = ReadBuf::new(buf);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        if n == 0 {
+            self.conn.receive_eof();
+            return Poll::Ready(Ok(Ok(None)));
+        }
+        let mut input = &buf[..n];
+        let received = self.conn.receive(Instant::now(), &mut input);
+        if !input.is_empty() {
+            self.unread = input.to_vec();
+            self.unread_at = 0;
+        }
+        Poll::Ready(Ok(received))
     }
 
     fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
