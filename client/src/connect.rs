@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ws6455_mio::rustls::{self, pki_types::ServerName, ClientConfig, ClientConnection};
+use ws6455_mio::tls::HandshakeFailure;
 use ws6455_mio::ClientStream;
 
 use ws6455_core::connect::{Connected, Connector};
@@ -170,15 +171,12 @@ impl<T: Read + Write> ReadWrite for T {}
 /// certificate problem gets its own variant, so that "untrusted", "expired" and "wrong
 /// name" read as such.
 fn tls_error(error: io::Error, host: &str, timeout: Duration) -> ConnectError {
-    let inner = error
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match inner {
-        Some(rustls::Error::InvalidCertificate(reason)) => ConnectError::Certificate {
+    match ws6455_mio::tls::handshake_failure(&error) {
+        Some(HandshakeFailure::Certificate(reason)) => ConnectError::Certificate {
             host: host.to_owned(),
-            reason: reason.clone(),
+            reason,
         },
-        Some(other) => ConnectError::Tls(other.clone()),
+        Some(HandshakeFailure::Tls(other)) => ConnectError::Tls(other),
         None if is_timeout(&error) => ConnectError::Timeout(timeout),
         None => ConnectError::Io(error),
     }

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use ws6455_tls::rustls::{self, pki_types::ServerName};
+use ws6455_tls::HandshakeFailure;
 
 use crate::handshake::ConnectError;
 
@@ -42,18 +43,14 @@ pub(crate) async fn start_tls(
     }
 }
 
-/// The rustls error inside an I/O error, as a connect error: a certificate problem gets
-/// its own variant, so that "untrusted", "expired" and "wrong name" read as such.
+/// The TLS handshake's failure as a connect error.
 fn tls_error(error: io::Error, host: &str) -> ConnectError {
-    let inner = error
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match inner {
-        Some(rustls::Error::InvalidCertificate(reason)) => ConnectError::Certificate {
+    match ws6455_tls::handshake_failure(&error) {
+        Some(HandshakeFailure::Certificate(reason)) => ConnectError::Certificate {
             host: host.to_owned(),
-            reason: reason.clone(),
+            reason,
         },
-        Some(other) => ConnectError::Tls(other.clone()),
+        Some(HandshakeFailure::Tls(other)) => ConnectError::Tls(other),
         None => ConnectError::Io(error),
     }
 }

@@ -19,6 +19,26 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+/// What a failed TLS handshake was, read out of the I/O error a rustls stream returns:
+/// a certificate problem apart, so that "untrusted", "expired" and "wrong name" read as
+/// such in every driver's connect error.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HandshakeFailure {
+    /// The peer's certificate is not acceptable.
+    Certificate(rustls::CertificateError),
+    /// Anything else rustls refused (no common version or cipher, an alert...).
+    Tls(rustls::Error),
+}
+
+/// The TLS failure inside `error`, if rustls caused it (`None`: a plain I/O error).
+pub fn handshake_failure(error: &io::Error) -> Option<HandshakeFailure> {
+    let inner = error.get_ref()?.downcast_ref::<rustls::Error>()?;
+    Some(match inner {
+        rustls::Error::InvalidCertificate(reason) => HandshakeFailure::Certificate(reason.clone()),
+        other => HandshakeFailure::Tls(other.clone()),
+    })
+}
+
 /// Why a TLS configuration could not be built. Each variant names what to fix.
 #[derive(Debug)]
 #[non_exhaustive]
