@@ -95,6 +95,8 @@ impl<H: Handler> Running<H> {
                 .register(&mut socket, Token(key), Interest::READABLE)
         });
         let mut app = *app;
+        // Starts the timers of a connection made without a time (harmless otherwise).
+        core.handle_timeout(now);
         if let Err(error) = registered {
             // The order guarantee holds even here: open, error, close (1006).
             let mut errored = false;

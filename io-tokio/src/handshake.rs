@@ -294,6 +294,7 @@ where
     io.write_all(connector.pending_output())
         .await
         .map_err(ConnectError::Io)?;
+    io.flush().await.map_err(ConnectError::Io)?;
     let sent = connector.pending_output().len();
     connector.consume_output(sent);
     let mut buf = vec![0u8; 4096];

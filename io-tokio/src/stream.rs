@@ -9,7 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Instant;
 
 use futures_core::Stream;
@@ -81,6 +81,12 @@ impl From<io::Error> for Error {
     }
 }
 
+/// The time passed to the core: tokio's clock, the one the timer runs on (a paused test
+/// clock then agrees with it).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 fn message_of(event: Event) -> Message {
     match event {
         Event::Message {
@@ -129,6 +135,11 @@ pub struct WebSocketStream<S> {
     max_buffered: usize,
     /// The transport was shut down: the stream is over.
     done: bool,
+    /// The protocol error was returned once; the stream then only closes.
+    failed: bool,
+    /// The sink's task, when it waits for the transport: after `split` the reading task
+    /// may be the one the transport wakes, and it passes the wake-up on.
+    sink_waker: Option<Waker>,
 }
 
 impl<S> fmt::Debug for WebSocketStream<S> {
@@ -143,7 +154,9 @@ impl<S> fmt::Debug for WebSocketStream<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     /// Drives `conn` (made by the core's acceptor or connector, or directly) over `io`.
     /// Sends are refused while more than `max_buffered` bytes wait to be written.
-    pub fn from_connection(io: S, conn: Connection, max_buffered: usize) -> Self {
+    pub fn from_connection(io: S, mut conn: Connection, max_buffered: usize) -> Self {
+        // Starts the timers of a connection made without a time (harmless otherwise).
+        conn.handle_timeout(now());
         WebSocketStream {
             io,
             conn,
@@ -153,6 +166,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             timer_at: None,
             max_buffered,
             done: false,
+            failed: false,
+            sink_waker: None,
         }
     }
 
@@ -166,8 +181,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         &self.io
     }
 
-    /// Writes what the core holds until the transport would block.
+    /// Writes what the core holds until the transport would block, then flushes it (a
+    /// TLS stream holds records until flushed). A sink waiting on another task is woken
+    /// when the output drains.
     pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let written = self.poll_write_all(cx);
+        if written.is_ready() {
+            if let Some(waker) = self.sink_waker.take() {
+                if !waker.will_wake(cx.waker()) {
+                    waker.wake();
+                }
+            }
+        }
+        ready!(written)?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.conn.wants_write() {
             let n = if self.io.is_write_vectored() {
                 let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
@@ -182,6 +212,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             self.conn.consume_output(n);
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// The output waiting for the transport has reached the cap.
+    fn output_at_cap(&self) -> bool {
+        self.conn.pending_output_len() >= self.max_buffered.max(1)
     }
 
     /// Runs the core's deadline if it passed (`Ready`, with what expired, if anything
@@ -199,7 +234,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         }
         ready!(self.timer.as_mut().poll(cx));
         self.timer_at = None;
-        Poll::Ready(self.conn.handle_timeout(Instant::now()))
+        Poll::Ready(self.conn.handle_timeout(now()))
     }
 
     /// Hands a decoded event (or the end of the input, or an error) to the caller:
@@ -218,7 +253,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             // go out now, as far as the transport takes them, so that an application
             // that stops at the error still answers what came before it and sends the
             // Close (the next polls write the rest and end).
+            // Returned once; later input is the failed connection's to discard.
+            Err(_) if self.failed => None,
             Err(error) => {
+                self.failed = true;
                 if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
                     self.conn.abort(&e.to_string());
                 }
@@ -254,7 +292,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             return Poll::Ready(Ok(Ok(None)));
         }
         let mut input = &buf[..n];
-        let received = self.conn.receive(Instant::now(), &mut input);
+        let received = self.conn.receive(now(), &mut input);
         if !input.is_empty() {
             self.unread = input.to_vec();
             self.unread_at = 0;
@@ -268,9 +306,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             if self.done {
                 return Poll::Ready(None);
             }
-            if self.unread_at < self.unread.len() || self.conn.has_early_input() {
+            let has_input = self.unread_at < self.unread.len() || self.conn.has_early_input();
+            if has_input && !self.output_at_cap() {
                 let mut input = &self.unread[self.unread_at..];
-                let received = self.conn.receive(Instant::now(), &mut input);
+                let received = self.conn.receive(now(), &mut input);
                 self.unread_at = self.unread.len() - input.len();
                 if input.is_empty() {
                     // An idle connection keeps no buffer.
@@ -299,6 +338,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 Poll::Ready(_) => continue,
                 Poll::Pending => {}
             }
+            if self.output_at_cap() {
+                // The peer does not read what we owe it (pongs to a flood of pings, say):
+                // decode and read nothing more until it does. The write above registered
+                // the wake-up.
+                return Poll::Pending;
+            }
             match self.poll_read_event(cx) {
                 Poll::Ready(Ok(received)) => {
                     if let Some(item) = self.deliver(cx, received) {
@@ -315,6 +360,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         }
     }
 
+    /// Writes and flushes for the sink; on `Pending` the sink's task is remembered, so
+    /// that a reading task woken by the transport wakes it too.
+    fn poll_sink_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        match self.poll_write_out(cx) {
+            Poll::Ready(result) => Poll::Ready(result.map_err(Error::Io)),
+            Poll::Pending => {
+                self.sink_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
     fn send_now(&mut self, message: Message) -> Result<(), Error> {
         let sent = match message {
             Message::Text(text) => self.conn.send_text_owned(text),
@@ -326,7 +383,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                     Some(frame) => (frame.code, frame.reason.as_str()),
                     None => (CloseCode::NORMAL, ""),
                 };
-                self.conn.close(Instant::now(), code, reason)
+                self.conn.close(now(), code, reason)
             }
         };
         sent.map_err(Error::Send)
@@ -346,8 +403,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        while this.conn.pending_output_len() >= this.max_buffered.max(1) {
-            ready!(this.poll_write_out(cx))?;
+        if this.output_at_cap() {
+            let _ = this.poll_sink_write(cx)?;
+            if this.output_at_cap() {
+                return Poll::Pending;
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -357,9 +417,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let this = self.get_mut();
-        ready!(this.poll_write_out(cx))?;
-        Pin::new(&mut this.io).poll_flush(cx).map_err(Error::Io)
+        self.get_mut().poll_sink_write(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -367,7 +425,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocketStream<S> {
         if this.conn.state() == ConnectionState::Open {
             this.send_now(Message::Close(None))?;
         }
-        ready!(this.poll_write_out(cx))?;
-        Pin::new(&mut this.io).poll_flush(cx).map_err(Error::Io)
+        this.poll_sink_write(cx)
     }
 }

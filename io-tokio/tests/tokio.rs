@@ -449,3 +449,73 @@ proptest! {
         });
     }
 }
+
+// Review fix: a connection made directly (no acceptor, no connector) has no time yet;
+// the stream starts its timers, so an idle peer is still closed.
+#[tokio::test]
+async fn a_connection_made_directly_runs_its_timers() {
+    let (a, _peer) = tokio::io::duplex(1024);
+    let config = Config {
+        idle_timeout: Some(Duration::from_millis(100)),
+        close_timeout: Duration::from_millis(100),
+        ..Config::default()
+    };
+    let conn = ws6455_core::Connection::server(config);
+    let mut ws = ws6455_tokio::WebSocketStream::from_connection(a, conn, 1 << 20);
+    // Idle at 100 ms: Close 1001 sent; no answer by 200 ms: the stream ends.
+    assert!(within(ws.next()).await.is_none());
+    assert_eq!(
+        ws.connection().close_status().unwrap().code,
+        CloseCode::ABNORMAL
+    );
+}
+
+// Review fix: a peer that floods Pings and never reads gets at most the buffer cap of
+// Pongs queued; the stream stops reading until the peer reads.
+#[tokio::test]
+async fn a_ping_flood_from_a_peer_that_never_reads_is_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CAP: usize = 64 << 10;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let options = Options {
+            max_buffered: CAP,
+            ..Options::default()
+        };
+        let mut ws = accept(tcp, &options).await.unwrap();
+        let mut pings = 0;
+        let mut most = 0;
+        // Until the test's deadline: the flood never ends on its own.
+        while let Ok(Some(Ok(Message::Ping(_)))) =
+            tokio::time::timeout(Duration::from_secs(2), ws.next()).await
+        {
+            pings += 1;
+            most = most.max(ws.connection().pending_output_len());
+        }
+        (pings, most)
+    });
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let request = format!("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 1024];
+    within(tcp.read(&mut response)).await.unwrap();
+    // Masked Pings with 125-byte payloads, written until the kernel stops taking them.
+    let mut ping = vec![0x89, 0xfd, 0, 0, 0, 0];
+    ping.extend_from_slice(&[7; 125]);
+    let burst: Vec<u8> = ping.repeat(512);
+    for _ in 0..400 {
+        match tokio::time::timeout(Duration::from_millis(200), tcp.write_all(&burst)).await {
+            Ok(Ok(())) => {}
+            _ => break,
+        }
+    }
+    let (pings, most) = within(server).await.unwrap();
+    assert!(pings > 0);
+    assert!(
+        most <= CAP + 256,
+        "{most} bytes of pongs queued for {pings} pings"
+    );
+}
