@@ -145,21 +145,53 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// Reads once, within `deadline`: `Ok(None)` when it passed.
+/// Why a handshake read got no bytes.
+enum ReadEnd {
+    /// The deadline passed.
+    TimedOut,
+    /// The transport failed or ended (an end is `UnexpectedEof`).
+    Io(io::Error),
+}
+
+impl From<ReadEnd> for AcceptError {
+    fn from(end: ReadEnd) -> Self {
+        match end {
+            ReadEnd::TimedOut => AcceptError::Timeout,
+            ReadEnd::Io(e) => AcceptError::Io(e),
+        }
+    }
+}
+
+impl From<ReadEnd> for ConnectError {
+    fn from(end: ReadEnd) -> Self {
+        match end {
+            ReadEnd::TimedOut => ConnectError::Timeout,
+            ReadEnd::Io(e) => ConnectError::Io(e),
+        }
+    }
+}
+
+/// Reads some bytes within `deadline`; the end of the stream is an error here (the
+/// handshake is not done).
 async fn read_within<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut [u8],
     deadline: Option<Instant>,
-) -> io::Result<Option<usize>> {
-    match deadline {
-        None => io.read(buf).await.map(Some),
+) -> Result<usize, ReadEnd> {
+    let read = match deadline {
+        None => io.read(buf).await,
         Some(at) => {
             let at = tokio::time::Instant::from_std(at);
             match tokio::time::timeout_at(at, io.read(buf)).await {
-                Ok(read) => read.map(Some),
-                Err(_) => Ok(None),
+                Ok(read) => read,
+                Err(_) => return Err(ReadEnd::TimedOut),
             }
         }
+    };
+    match read {
+        Ok(0) => Err(ReadEnd::Io(io::ErrorKind::UnexpectedEof.into())),
+        Ok(n) => Ok(n),
+        Err(e) => Err(ReadEnd::Io(e)),
     }
 }
 
@@ -209,12 +241,7 @@ where
     let mut acceptor = Acceptor::new(options.protocol.clone(), Instant::now());
     let mut buf = vec![0u8; 4096];
     let accepted = loop {
-        let n = match read_within(&mut io, &mut buf, acceptor.poll_timeout()).await {
-            Ok(Some(0)) => return Err(AcceptError::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(Some(n)) => n,
-            Ok(None) => return Err(AcceptError::Timeout),
-            Err(e) => return Err(AcceptError::Io(e)),
-        };
+        let n = read_within(&mut io, &mut buf, acceptor.poll_timeout()).await?;
         match acceptor.receive_data(Instant::now(), &buf[..n]) {
             Ok(Some(accepted)) => break accepted,
             Ok(None) => {}
@@ -302,12 +329,7 @@ where
         connection,
         response,
     } = loop {
-        let n = match read_within(&mut io, &mut buf, connector.poll_timeout()).await {
-            Ok(Some(0)) => return Err(ConnectError::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(Some(n)) => n,
-            Ok(None) => return Err(ConnectError::Timeout),
-            Err(e) => return Err(ConnectError::Io(e)),
-        };
+        let n = read_within(&mut io, &mut buf, connector.poll_timeout()).await?;
         match connector.receive_data(Instant::now(), &buf[..n]) {
             Ok(Some(connected)) => break connected,
             Ok(None) => {}
