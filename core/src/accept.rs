@@ -24,8 +24,10 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::connection::Connection;
+use crate::deflate::DeflateParams;
 use crate::handshake::{
-    accept_response, reject_response, validate_upgrade, HandshakeError, Request, ServerHandshake,
+    accept_response, reject_response, switching_headers, validate_upgrade, HandshakeError, Request,
+    ServerHandshake,
 };
 
 /// Reads a handshake request, within [`Config::handshake_timeout`] and
@@ -127,6 +129,23 @@ impl Accepted {
         self.websocket
     }
 
+    /// An upgrade request parsed by another HTTP layer (hyper, say), to answer with
+    /// [`accept_upgrade`](Self::accept_upgrade). Refused when it is not a valid
+    /// WebSocket upgrade (a plain HTTP request too: [`HandshakeError::NotUpgrade`]); the
+    /// error's status and message are the answer to give.
+    pub fn from_request(
+        request: Request,
+        config: impl Into<Arc<Config>>,
+    ) -> Result<Accepted, HandshakeError> {
+        validate_upgrade(&request)?;
+        Ok(Accepted {
+            request,
+            websocket: true,
+            early_input: Vec::new(),
+            config: config.into(),
+        })
+    }
+
     /// Upgrades: the connection's output starts with the 101 (with the chosen
     /// subprotocol, permessage-deflate when [`Config::deflate`] allows one of the client's
     /// offers, and the extra headers), its timers start at `now`, and the bytes that came
@@ -139,39 +158,84 @@ impl Accepted {
             let error = HandshakeError::NotUpgrade;
             return Err(self.reply(error.status(), error.response(), now));
         }
-        if let Some(chosen) = choices.subprotocol.as_deref() {
-            if !self.request.subprotocols().contains(&chosen) {
-                let why = "the server chose a subprotocol the client did not offer";
-                return Err(self.reject(500, why, now));
-            }
-        }
-        let deflate = self.config.deflate.as_ref().and_then(|ours| {
-            let (params, answer) = ours.accept_offers(&self.request.extensions())?;
-            Some((ours, params, answer))
-        });
+        let agreed = match self.negotiate(choices) {
+            Ok(agreed) => agreed,
+            Err(refusal) => return Err(self.reject(refusal.status, &refusal.reason, now)),
+        };
         let mut response = Vec::new();
-        let answer = deflate.as_ref().map(|(_, _, answer)| answer.as_str());
-        let headers: Vec<(&str, &str)> = choices
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
         let written = accept_response(
             &self.request,
             choices.subprotocol.as_deref(),
-            answer,
-            &headers,
+            agreed.deflate_answer.as_deref(),
+            &extra_headers(choices),
             &mut response,
         );
         if written.is_err() {
-            return Err(self.reject(500, "the server gave an invalid response header", now));
+            return Err(self.reject(500, INVALID_HEADER, now));
         }
+        Ok(self.into_connection(agreed, response, now))
+    }
+
+    /// Upgrades for an HTTP layer that writes the 101 itself: the header fields to send
+    /// with status 101 (as [`accept`](Self::accept) would write them) and the
+    /// connection, with nothing queued, its timers started at `now`. Refused with the
+    /// status and reason to answer (500) when the choices would break the handshake.
+    pub fn accept_upgrade(self, choices: &Choices, now: Instant) -> Result<Upgrade, Refusal> {
+        if !self.websocket {
+            let error = HandshakeError::NotUpgrade;
+            return Err(Refusal {
+                status: error.status(),
+                reason: error.to_string(),
+            });
+        }
+        let agreed = self.negotiate(choices)?;
+        let headers = switching_headers(
+            &self.request,
+            choices.subprotocol.as_deref(),
+            agreed.deflate_answer.as_deref(),
+            &extra_headers(choices),
+        )
+        .map_err(|_| Refusal {
+            status: 500,
+            reason: INVALID_HEADER.to_owned(),
+        })?;
+        let connection = self.into_connection(agreed, Vec::new(), now);
+        Ok(Upgrade {
+            headers,
+            connection,
+        })
+    }
+
+    /// Checks the application's choices against the request and agrees on the
+    /// extensions.
+    fn negotiate(&self, choices: &Choices) -> Result<Agreed, Refusal> {
+        if let Some(chosen) = choices.subprotocol.as_deref() {
+            if !self.request.subprotocols().contains(&chosen) {
+                return Err(Refusal {
+                    status: 500,
+                    reason: "the server chose a subprotocol the client did not offer".into(),
+                });
+            }
+        }
+        let (deflate, deflate_answer) = self
+            .config
+            .deflate
+            .as_ref()
+            .and_then(|ours| ours.accept_offers(&self.request.extensions()))
+            .unzip();
+        Ok(Agreed {
+            deflate,
+            deflate_answer,
+        })
+    }
+
+    fn into_connection(self, agreed: Agreed, response: Vec<u8>, now: Instant) -> Connection {
         let mut connection = Connection::server(self.config.clone());
-        if let Some((ours, params, _)) = &deflate {
+        if let (Some(params), Some(ours)) = (&agreed.deflate, &self.config.deflate) {
             connection.enable_deflate(params, ours);
         }
         connection.after_handshake(response, self.early_input, now);
-        Ok(connection)
+        connection
     }
 
     /// Refuses the upgrade (or the request) with `status` and `reason` as a plain-text
@@ -191,6 +255,43 @@ impl Accepted {
     fn reply(&self, status: u16, bytes: Vec<u8>, now: Instant) -> Reply {
         Reply::new(status, bytes, now, &self.config)
     }
+}
+
+const INVALID_HEADER: &str = "the server gave an invalid response header";
+
+fn extra_headers(choices: &Choices) -> Vec<(&str, &str)> {
+    choices
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
+/// What [`Accepted::negotiate`] agreed on.
+struct Agreed {
+    deflate: Option<DeflateParams>,
+    /// The `Sec-WebSocket-Extensions` answer for `deflate`.
+    deflate_answer: Option<String>,
+}
+
+/// The 101 for an HTTP layer that writes the response itself
+/// ([`Accepted::accept_upgrade`]).
+#[derive(Debug)]
+pub struct Upgrade {
+    /// The header fields of the 101, in order.
+    pub headers: Vec<(String, String)>,
+    /// The connection, to drive once the 101 is written.
+    pub connection: Connection,
+}
+
+/// An upgrade the server cannot answer with a 101: the HTTP status and the reason to
+/// send instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status (500 for the server's own mistakes).
+    pub status: u16,
+    /// Why, as a plain-text body.
+    pub reason: String,
 }
 
 /// The status code of an HTTP response's status line (0 when there is none).
@@ -393,5 +494,73 @@ mod tests {
         assert!(!reply.handle_timeout(t0 + Duration::from_secs(4)));
         assert!(reply.handle_timeout(t0 + Duration::from_secs(5)));
         assert!(reply.should_close_transport());
+    }
+
+    /// The request of `UPGRADE` as another HTTP layer hands it over.
+    fn parsed_elsewhere(drop: &str) -> Request {
+        let mut headers = crate::handshake::Headers::new();
+        for line in UPGRADE.split("\r\n").skip(1).filter(|l| !l.is_empty()) {
+            let (name, value) = line.split_once(": ").unwrap();
+            if !name.eq_ignore_ascii_case(drop) {
+                headers.push(name, value);
+            }
+        }
+        Request::new("GET", "/chat?room=1", headers)
+    }
+
+    #[test]
+    fn a_request_parsed_elsewhere_gets_the_same_101_as_fields() {
+        let now = Instant::now();
+        let config = Config {
+            deflate: Some(DeflateConfig::default()),
+            ..Config::default()
+        };
+        let choices = Choices {
+            subprotocol: Some("chat".into()),
+            headers: vec![("Set-Cookie".into(), "a=1".into())],
+        };
+        let written = accepted(config.clone(), UPGRADE.as_bytes())
+            .accept(&choices, now)
+            .unwrap();
+        let upgrade = Accepted::from_request(parsed_elsewhere(""), config)
+            .unwrap()
+            .accept_upgrade(&choices, now)
+            .unwrap();
+        let mut as_bytes = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+        for (name, value) in &upgrade.headers {
+            as_bytes += &format!("{name}: {value}\r\n");
+        }
+        as_bytes += "\r\n";
+        assert_eq!(as_bytes.as_bytes(), written.pending_output());
+        assert!(upgrade.connection.pending_output().is_empty());
+        assert!(upgrade.connection.deflate_params().is_some());
+        assert!(upgrade.connection.poll_timeout().is_none_or(|t| t > now));
+    }
+
+    #[test]
+    fn a_bad_request_parsed_elsewhere_is_refused_with_its_status() {
+        let missing_key =
+            Accepted::from_request(parsed_elsewhere("Sec-WebSocket-Key"), Config::default());
+        assert_eq!(missing_key.unwrap_err(), HandshakeError::InvalidKey);
+        let plain = Accepted::from_request(parsed_elsewhere("Upgrade"), Config::default());
+        assert_eq!(plain.unwrap_err().status(), 426);
+        let unoffered = Choices {
+            subprotocol: Some("mqtt".into()),
+            ..Choices::default()
+        };
+        let refusal = Accepted::from_request(parsed_elsewhere(""), Config::default())
+            .unwrap()
+            .accept_upgrade(&unoffered, Instant::now())
+            .unwrap_err();
+        assert_eq!(refusal.status, 500);
+        let injected = Choices {
+            headers: vec![("X-A".into(), "1\r\nX-B: 2".into())],
+            ..Choices::default()
+        };
+        let refusal = Accepted::from_request(parsed_elsewhere(""), Config::default())
+            .unwrap()
+            .accept_upgrade(&injected, Instant::now())
+            .unwrap_err();
+        assert_eq!(refusal.status, 500);
     }
 }

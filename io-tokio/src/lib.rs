@@ -20,17 +20,22 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not built yet (see the README): the hyper upgrade, a cloneable cross-task sender.
+//! With hyper 1 (feature `hyper`, on by default), [`upgrade::upgrade`] turns a request of
+//! a hyper service into a stream: one port serves HTTP and WebSocket.
 
 #![forbid(unsafe_code)]
 
 mod handshake;
+mod sender;
 mod stream;
 mod tls;
+#[cfg(feature = "hyper")]
+pub mod upgrade;
 
 pub use handshake::{
     accept, accept_with, client, connect, AcceptError, ConnectError, Decision, Options,
 };
+pub use sender::{Sender, SenderError, QUEUE_CAPACITY};
 pub use stream::{Error, Message, WebSocketStream};
 pub use tls::MaybeTlsStream;
 pub use ws6455_core::accept::Choices;

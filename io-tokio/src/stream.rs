@@ -19,6 +19,8 @@ use tokio::time::Sleep;
 use ws6455_core::close::CloseFrame;
 use ws6455_core::{CloseCode, Connection, ConnectionState, Event, Expired, MessageKind};
 
+use crate::sender::{Queue, Sender, QUEUE_CAPACITY};
+
 /// Bytes read from the transport per read call.
 const READ_BUFFER: usize = 64 << 10;
 
@@ -83,7 +85,7 @@ impl From<io::Error> for Error {
 
 /// The time passed to the core: tokio's clock, the one the timer runs on (a paused test
 /// clock then agrees with it).
-fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
@@ -122,7 +124,8 @@ fn message_of(event: Event) -> Message {
 ///   was sent and flushes; the handshake ends when the stream sees the peer's answer.
 /// - Dropping it closes the transport at once: the peer sees 1006.
 ///
-/// Use `futures_util::StreamExt::split` for halves usable from two tasks.
+/// Use `futures_util::StreamExt::split` for halves usable from two tasks, and
+/// [`sender`](Self::sender) for handles usable from any number of tasks and threads.
 pub struct WebSocketStream<S> {
     io: S,
     conn: Connection,
@@ -140,6 +143,8 @@ pub struct WebSocketStream<S> {
     /// The sink's task, when it waits for the transport: after `split` the reading task
     /// may be the one the transport wakes, and it passes the wake-up on.
     sink_waker: Option<Waker>,
+    /// Messages from [`Sender`]s, once one was made.
+    queue: Option<Box<Queue>>,
 }
 
 impl<S> fmt::Debug for WebSocketStream<S> {
@@ -168,7 +173,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             done: false,
             failed: false,
             sink_waker: None,
+            queue: None,
         }
+    }
+
+    /// A cheap, cloneable handle that sends on this connection from any task or thread
+    /// (a chat room keeps one per member). Its messages are queued, then written by
+    /// whichever task polls this stream's `next()` (or its read half, after `split`),
+    /// in the order they were queued, behind what the sink already sent; keep reading.
+    /// The queue holds [`QUEUE_CAPACITY`] messages: [`Sender::send`] waits while it is
+    /// full and the output is at the cap. Every call returns a handle to the same queue.
+    pub fn sender(&mut self) -> Sender {
+        self.queue
+            .get_or_insert_with(|| Box::new(Queue::new(QUEUE_CAPACITY)))
+            .sender()
     }
 
     /// The core connection: state, close status, agreed extensions.
@@ -304,6 +322,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         // Bounded: every turn decodes an event, takes input, runs a deadline or ends.
         loop {
             if self.done {
+                if let Some(queue) = self.queue.as_mut() {
+                    queue.close();
+                }
                 return Poll::Ready(None);
             }
             let has_input = self.unread_at < self.unread.len() || self.conn.has_early_input();
@@ -319,6 +340,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                     return Poll::Ready(Some(item));
                 }
             }
+            self.take_queued(cx);
             if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
                 self.conn.abort(&e.to_string());
                 self.done = true;
@@ -373,20 +395,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     }
 
     fn send_now(&mut self, message: Message) -> Result<(), Error> {
-        let sent = match message {
-            Message::Text(text) => self.conn.send_text_owned(text),
-            Message::Binary(data) => self.conn.send_binary_owned(data),
-            Message::Ping(payload) => self.conn.send_ping(&payload),
-            Message::Pong(payload) => self.conn.send_pong(&payload),
-            Message::Close(frame) => {
-                let (code, reason) = match &frame {
-                    Some(frame) => (frame.code, frame.reason.as_str()),
-                    None => (CloseCode::NORMAL, ""),
-                };
-                self.conn.close(now(), code, reason)
-            }
+        send_on(&mut self.conn, message).map_err(Error::Send)
+    }
+
+    /// Hands what [`Sender`]s queued to the core, as far as the output cap allows. Once
+    /// the connection is closing, the queue is closed: later sends fail, and what is
+    /// still queued is dropped (the core would refuse it).
+    fn take_queued(&mut self, cx: &mut Context<'_>) {
+        let Some(queue) = self.queue.as_mut() else {
+            return;
         };
-        sent.map_err(Error::Send)
+        while self.conn.state() == ConnectionState::Open {
+            if self.conn.pending_output_len() >= self.max_buffered.max(1) {
+                return;
+            }
+            match queue.poll_recv(cx) {
+                Poll::Ready(Some(message)) => {
+                    // A Sender checked the message; the state is Open: not refused.
+                    let _ = send_on(&mut self.conn, message);
+                }
+                Poll::Ready(None) | Poll::Pending => return,
+            }
+        }
+        queue.close();
+    }
+}
+
+/// Queues `message` on `conn`; a close is checked by the core's rules.
+fn send_on(conn: &mut Connection, message: Message) -> Result<(), ws6455_core::SendError> {
+    match message {
+        Message::Text(text) => conn.send_text_owned(text),
+        Message::Binary(data) => conn.send_binary_owned(data),
+        Message::Ping(payload) => conn.send_ping(&payload),
+        Message::Pong(payload) => conn.send_pong(&payload),
+        Message::Close(frame) => {
+            let (code, reason) = match &frame {
+                Some(frame) => (frame.code, frame.reason.as_str()),
+                None => (CloseCode::NORMAL, ""),
+            };
+            conn.close(now(), code, reason)
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use crate::random::RandomSource;
 use crate::utf8::Utf8Validator;
 use crate::Role;
 
+pub use send::check_control;
 pub use timers::Expired;
 
 /// The state of a connection, as an application sees it (RFC 6455 sections 4 and 7).

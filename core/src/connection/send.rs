@@ -15,6 +15,16 @@ use crate::Role;
 /// being copied behind their frame header (below it, a copy costs less than a chunk).
 const HAND_OVER_MIN: usize = 16 << 10;
 
+/// Checks a Ping or Pong payload an application wants to send (at most 125 bytes), the
+/// rule [`Connection::send_ping`] and [`Connection::send_pong`] apply, for a driver that
+/// refuses at once, on the caller's side, before it queues anything.
+pub fn check_control(payload: &[u8]) -> Result<(), SendError> {
+    if payload.len() > MAX_CONTROL_PAYLOAD {
+        return Err(SendError::ControlPayloadTooLong(payload.len()));
+    }
+    Ok(())
+}
+
 impl Connection {
     /// Queues a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
@@ -219,9 +229,7 @@ impl Connection {
         payload: &[u8],
         what: &'static str,
     ) -> Result<(), SendError> {
-        if payload.len() > MAX_CONTROL_PAYLOAD {
-            return Err(SendError::ControlPayloadTooLong(payload.len()));
-        }
+        check_control(payload)?;
         self.require_open(what)?;
         let mask = self.next_mask();
         encode_frame(

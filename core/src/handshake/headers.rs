@@ -89,12 +89,8 @@ fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Appends `name: value\r\n` to `out` after checking both.
-pub(crate) fn write_header(
-    out: &mut Vec<u8>,
-    name: &str,
-    value: &str,
-) -> Result<(), InvalidHeader> {
+/// Checks that `name` is an HTTP token and `value` holds no CR, LF or NUL.
+pub(crate) fn check_header(name: &str, value: &str) -> Result<(), InvalidHeader> {
     let name_ok = !name.is_empty() && name.bytes().all(is_token_char);
     let value_ok = !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0));
     if !(name_ok && value_ok) {
@@ -102,6 +98,16 @@ pub(crate) fn write_header(
             name: name.to_owned(),
         });
     }
+    Ok(())
+}
+
+/// Appends `name: value\r\n` to `out` after checking both.
+pub(crate) fn write_header(
+    out: &mut Vec<u8>,
+    name: &str,
+    value: &str,
+) -> Result<(), InvalidHeader> {
+    check_header(name, value)?;
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());

@@ -8,8 +8,8 @@ mod server;
 pub use client::{ClientHandshake, ClientHandshakeError, ClientRequest, Response};
 pub use headers::{Headers, InvalidHeader};
 pub use server::{
-    accept_response, reason_phrase, reject_response, validate_upgrade, HandshakeError, Request,
-    ServerHandshake, DEFAULT_MAX_REQUEST_SIZE,
+    accept_response, reason_phrase, reject_response, switching_headers, validate_upgrade,
+    HandshakeError, Request, ServerHandshake, DEFAULT_MAX_REQUEST_SIZE,
 };
 
 use base64::engine::general_purpose::STANDARD as BASE64;

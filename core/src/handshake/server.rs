@@ -6,7 +6,7 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
-use super::headers::{write_header, Headers, InvalidHeader};
+use super::headers::{check_header, write_header, Headers, InvalidHeader};
 use super::{accept_key, find_header_end, has_token, split_list};
 
 /// The default limit on the size of a handshake request (16 KiB).
@@ -24,6 +24,18 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request parsed by another HTTP layer (hyper, say): the method, the target as in
+    /// the request line (`/chat?room=1`) and the header fields. Check it with
+    /// [`validate_upgrade`] (or [`crate::accept::Accepted::from_request`]) before
+    /// answering it. The HTTP version is the caller's to check (1.1 or later).
+    pub fn new(method: impl Into<String>, target: impl Into<String>, headers: Headers) -> Self {
+        Request {
+            method: method.into(),
+            target: target.into(),
+            headers,
+        }
+    }
+
     /// The method (`GET` for a WebSocket handshake).
     pub fn method(&self) -> &str {
         &self.method
@@ -172,15 +184,20 @@ impl HandshakeError {
     /// error message as a plain-text body.
     pub fn response(&self) -> Vec<u8> {
         let message = self.to_string();
-        let extra: &[(&str, &str)] = match self {
+        // The headers are constants: they cannot be invalid.
+        reject_response(self.status(), &message, self.required_headers()).unwrap_or_default()
+    }
+
+    /// The header fields the status requires (`Allow` with 405; `Upgrade` and
+    /// `Sec-WebSocket-Version` with 426), for an HTTP layer that writes the answer itself.
+    pub fn required_headers(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
             HandshakeError::MethodNotAllowed(_) => &[("Allow", "GET")],
             HandshakeError::NotUpgrade | HandshakeError::UnsupportedVersion(_) => {
                 &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
             }
             _ => &[],
-        };
-        // The headers are constants: they cannot be invalid.
-        reject_response(self.status(), &message, extra).unwrap_or_default()
+        }
     }
 }
 
@@ -254,8 +271,40 @@ pub fn validate_upgrade(request: &Request) -> Result<(), HandshakeError> {
     Ok(())
 }
 
-/// Appends the 101 Switching Protocols answer to a validated `request` to `out`, with the
-/// chosen subprotocol and extension answer, if any, and extra headers (e.g. `Set-Cookie`).
+/// The header fields of the 101 Switching Protocols answer to a validated `request`, for
+/// an HTTP layer that writes the status line itself (hyper): `Upgrade`, `Connection`,
+/// `Sec-WebSocket-Accept`, the chosen subprotocol and extension answer, if any, then the
+/// extra headers, each checked (an HTTP token name, no CR/LF/NUL in the value).
+pub fn switching_headers(
+    request: &Request,
+    subprotocol: Option<&str>,
+    extensions: Option<&str>,
+    extra_headers: &[(&str, &str)],
+) -> Result<Vec<(String, String)>, InvalidHeader> {
+    let key = request.websocket_key().unwrap_or_default();
+    let mut fields = vec![
+        ("Upgrade".to_owned(), "websocket".to_owned()),
+        ("Connection".to_owned(), "Upgrade".to_owned()),
+        ("Sec-WebSocket-Accept".to_owned(), accept_key(key)),
+    ];
+    let chosen = [
+        ("Sec-WebSocket-Protocol", subprotocol),
+        ("Sec-WebSocket-Extensions", extensions),
+    ];
+    let given = chosen
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .chain(extra_headers.iter().copied());
+    for (name, value) in given {
+        check_header(name, value)?;
+        fields.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(fields)
+}
+
+/// Appends the 101 Switching Protocols answer to a validated `request` to `out`: the
+/// fields of [`switching_headers`] after the status line. Nothing is written when a
+/// header is invalid.
 pub fn accept_response(
     request: &Request,
     subprotocol: Option<&str>,
@@ -263,29 +312,16 @@ pub fn accept_response(
     extra_headers: &[(&str, &str)],
     out: &mut Vec<u8>,
 ) -> Result<(), InvalidHeader> {
-    let key = request.websocket_key().unwrap_or_default();
-    let start = out.len();
-    let result = (|| {
-        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-        write_header(out, "Upgrade", "websocket")?;
-        write_header(out, "Connection", "Upgrade")?;
-        write_header(out, "Sec-WebSocket-Accept", &accept_key(key))?;
-        if let Some(protocol) = subprotocol {
-            write_header(out, "Sec-WebSocket-Protocol", protocol)?;
-        }
-        if let Some(extensions) = extensions {
-            write_header(out, "Sec-WebSocket-Extensions", extensions)?;
-        }
-        for (name, value) in extra_headers {
-            write_header(out, name, value)?;
-        }
+    let fields = switching_headers(request, subprotocol, extensions, extra_headers)?;
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+    for (name, value) in &fields {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
-        Ok(())
-    })();
-    if result.is_err() {
-        out.truncate(start);
     }
-    result
+    out.extend_from_slice(b"\r\n");
+    Ok(())
 }
 
 /// An HTTP error answer (e.g. 403 or 404) with `message` as a plain-text body and
