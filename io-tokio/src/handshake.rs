@@ -14,7 +14,7 @@ use ws6455_core::handshake::{
 };
 use ws6455_core::{Config, OsRandom};
 
-use crate::stream::WebSocketStream;
+use crate::stream::{now, WebSocketStream};
 use crate::tls::{start_tls, MaybeTlsStream};
 
 /// Options of a tokio WebSocket, either side.
@@ -238,11 +238,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request) -> Decision,
 {
-    let mut acceptor = Acceptor::new(options.protocol.clone(), Instant::now());
+    let mut acceptor = Acceptor::new(options.protocol.clone(), now());
     let mut buf = vec![0u8; 4096];
     let accepted = loop {
         let n = read_within(&mut io, &mut buf, acceptor.poll_timeout()).await?;
-        match acceptor.receive_data(Instant::now(), &buf[..n]) {
+        match acceptor.receive_data(now(), &buf[..n]) {
             Ok(Some(accepted)) => break accepted,
             Ok(None) => {}
             Err(refused) => {
@@ -252,7 +252,7 @@ where
         }
     };
     let request = accepted.request().clone();
-    let now = Instant::now();
+    let now = now();
     if !accepted.is_websocket() {
         let reply = accepted.reject(426, "this endpoint speaks WebSocket: upgrade required", now);
         send_reply(&mut io, reply).await;
@@ -316,7 +316,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let random = Box::new(OsRandom::new());
-    let mut connector = Connector::new(request, options.protocol.clone(), random, Instant::now())
+    let mut connector = Connector::new(request, options.protocol.clone(), random, now())
         .map_err(|e| ConnectError::InvalidHeader(e.name))?;
     io.write_all(connector.pending_output())
         .await
@@ -330,7 +330,7 @@ where
         response,
     } = loop {
         let n = read_within(&mut io, &mut buf, connector.poll_timeout()).await?;
-        match connector.receive_data(Instant::now(), &buf[..n]) {
+        match connector.receive_data(now(), &buf[..n]) {
             Ok(Some(connected)) => break connected,
             Ok(None) => {}
             Err(ClientHandshakeError::Rejected { status, reason }) => {

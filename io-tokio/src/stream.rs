@@ -22,7 +22,7 @@ use ws6455_core::{CloseCode, Connection, ConnectionState, Event, Expired, Messag
 use crate::sender::{Queue, Sender, QUEUE_CAPACITY};
 
 /// Bytes read from the transport per read call.
-const READ_BUFFER: usize = 64 << 10;
+const READ_BUFFER: usize = 256 << 10;
 
 thread_local! {
     /// The read buffer of every stream polled on this thread (it is borrowed only within
