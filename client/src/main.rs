@@ -34,7 +34,7 @@ OPTIONS:
     --binary                    send each stdin line as a binary message
     --raw                       print received binary messages as raw bytes, not hex
     --ping-interval SECONDS     send a Ping after this long without input; drop the
-                                connection if no answer in 20 s
+                                connection if no answer in 20 s [default: 20; 0: off]
     --close-code CODE           close with CODE (1000 or 3000-4999) at the end of stdin
     --close-reason TEXT         the reason sent with it
     --linger SECONDS            quiet time awaited after the end of stdin [default: 0.5]
@@ -87,7 +87,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         protocols: Vec::new(),
         binary: false,
         raw: false,
-        ping_interval: None,
+        ping_interval: ProtocolConfig::default().ping_interval,
         close_code: 1000,
         close_reason: String::new(),
         linger: Duration::from_millis(500),
@@ -115,7 +115,13 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--raw" => parsed.raw = true,
             "--deflate" => parsed.deflate = true,
             "-v" | "--verbose" => parsed.verbose = true,
-            "--ping-interval" => parsed.ping_interval = Some(seconds(&arg, &value(&arg)?)?),
+            "--ping-interval" => {
+                let interval = value(&arg)?;
+                parsed.ping_interval = match interval.as_str() {
+                    "0" => None,
+                    _ => Some(seconds(&arg, &interval)?),
+                };
+            }
             "--close-code" => {
                 let code = value(&arg)?;
                 parsed.close_code = code

@@ -33,7 +33,10 @@ pub struct Config {
     pub close_timeout: Duration,
     /// Close with 1001 after this long without receiving anything (default off).
     pub idle_timeout: Option<Duration>,
-    /// Send a Ping after this long without receiving anything (default off).
+    /// Send a Ping after this long without receiving anything (default 20 s; `None`
+    /// turns keepalive off). A peer that vanished without a FIN (a closed laptop, a NAT
+    /// that forgot the flow) is then found within `ping_interval + pong_timeout` (40 s
+    /// by default) instead of never; a busy connection sends no Pings at all.
     pub ping_interval: Option<Duration>,
     /// With `ping_interval`: the connection fails (1006) when nothing arrives this long
     /// after the Ping (default 20 s).
@@ -55,7 +58,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             idle_timeout: None,
-            ping_interval: None,
+            ping_interval: Some(Duration::from_secs(20)),
             pong_timeout: Duration::from_secs(20),
             deflate: None,
         }

@@ -135,9 +135,27 @@ mod tests {
     }
 
     #[test]
-    fn no_timers_by_default_until_closing() {
+    fn keepalive_by_default_then_the_close_timer() {
         let t0 = Instant::now();
         let mut server = Connection::server(Config::default());
+        assert_eq!(server.handle_timeout(t0), None);
+        assert_eq!(
+            server.poll_timeout(),
+            Some(t0 + secs(20)),
+            "the keepalive Ping"
+        );
+        assert_eq!(server.handle_timeout(t0 + secs(20)), None);
+        assert_eq!(drain(&mut server), [0x89, 0x00]);
+        assert_eq!(
+            server.poll_timeout(),
+            Some(t0 + secs(40)),
+            "the pong deadline"
+        );
+        let off = Config {
+            ping_interval: None,
+            ..Config::default()
+        };
+        let mut server = Connection::server(off);
         assert_eq!(server.handle_timeout(t0), None);
         assert_eq!(server.poll_timeout(), None, "no keepalive, no idle timeout");
         server.close(t0, CloseCode::NORMAL, "").unwrap();
@@ -179,6 +197,7 @@ mod tests {
         let t0 = Instant::now();
         let config = Config {
             idle_timeout: Some(secs(30)),
+            ping_interval: None,
             ..Config::default()
         };
         let mut client = Connection::client(config, Box::new(FixedRandom::new(&[0])));
