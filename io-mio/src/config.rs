@@ -25,6 +25,11 @@ pub struct LoopConfig {
     pub max_buffered: usize,
     /// What a send at or over the cap does.
     pub backpressure: Backpressure,
+    /// The most connections the loop holds, in any phase (default 100,000; a server with
+    /// N threads has N loops). A connection beyond it is answered 503 Service
+    /// Unavailable once its request is read, and reported through
+    /// [`Handler::on_accept_problem`](crate::Handler::on_accept_problem).
+    pub max_connections: usize,
 }
 
 impl Default for LoopConfig {
@@ -33,6 +38,7 @@ impl Default for LoopConfig {
             protocol: ws6455_core::Config::default(),
             max_buffered: 16 << 20,
             backpressure: Backpressure::Refuse,
+            max_connections: 100_000,
         }
     }
 }

@@ -23,6 +23,8 @@ const WRITE_SLICES: usize = 16;
 pub(crate) struct Handshaking {
     pub(crate) acceptor: Acceptor,
     pub(crate) remote: SocketAddr,
+    /// Accepted beyond `LoopConfig::max_connections`: its request is answered 503.
+    pub(crate) over_limit: bool,
 }
 
 pub(crate) enum Phase<C> {

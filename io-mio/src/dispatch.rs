@@ -130,6 +130,11 @@ pub(crate) fn feed<H: Handler>(
             return;
         }
     };
+    if hs.over_limit {
+        let reply = accepted.reject(503, "the server is at its connection limit", now);
+        conn.phase = Phase::Responding(Box::new(reply));
+        return;
+    }
     if !accepted.is_websocket() {
         let reply = match guarded(|| handler.on_http_request(accepted.request(), remote)) {
             Ok(response) => accepted.respond(response, now),

@@ -21,7 +21,7 @@ use crate::config::LoopConfig;
 use crate::conn::{Conn, Handshaking, Phase};
 use crate::dispatch::{fail_open, feed, guarded};
 use crate::handle::{over_cap, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP};
-use crate::handler::{ConnError, ConnHandler, Handler};
+use crate::handler::{AcceptProblem, ConnError, ConnHandler, Handler};
 use crate::transport::Transport;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -32,6 +32,16 @@ const WAKER: Token = Token(usize::MAX);
 const READ_BUFFER: usize = 256 << 10;
 /// Reads per connection per turn before others get theirs.
 const READS_PER_TURN: usize = 16;
+/// Connections accepted per turn before the connections already open get theirs (the
+/// rest of the backlog is taken on the next turn).
+const ACCEPTS_PER_TURN: usize = 256;
+/// How long accepting pauses when the process is out of descriptors or memory: the
+/// backlog waits in the kernel and is served once a retry succeeds (edge-triggered
+/// readiness would not report it again; an immediate retry would spin).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Connections beyond [`LoopConfig::max_connections`] that may be answering 503 at once;
+/// past them, new connections are closed without an answer.
+const OVER_LIMIT_ANSWERING: usize = 1024;
 
 /// A loop built and not yet running: its handle already works (commands queue up), and
 /// [`run`](Self::run) hands it the application on the thread that drives it.
@@ -126,6 +136,7 @@ impl EventLoop {
             read_buf: vec![0; READ_BUFFER],
             tls_buf: Vec::new(),
             shutdown: None,
+            accept: AcceptState::Waiting,
         }
         .run();
     }
@@ -150,6 +161,18 @@ pub(crate) struct Running<H: Handler> {
     pub(crate) tls_buf: Vec<u8>,
     /// Set once shutting down; holds the deadline after which connections are destroyed.
     pub(crate) shutdown: Option<Option<Instant>>,
+    pub(crate) accept: AcceptState,
+}
+
+/// Where the listener is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AcceptState {
+    /// Everything waiting was accepted: the next readiness event says when to go on.
+    Waiting,
+    /// More may wait in the backlog: accept again on the next turn.
+    More,
+    /// accept failed for want of descriptors or memory: retry at this time.
+    Paused(Instant),
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -158,6 +181,20 @@ fn would_block(e: &io::Error) -> bool {
 
 fn interrupted(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted
+}
+
+/// An accept error that concerns one connection only, which the peer ended before it
+/// was taken (Linux also passes on pending network errors: accept(2)).
+fn gone_before_accept(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    ) || matches!(
+        e.raw_os_error(),
+        // EPROTO, EPERM (a firewall), ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET,
+        // EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH, ETIMEDOUT
+        Some(71 | 1 | 100 | 92 | 112 | 64 | 113 | 95 | 101 | 110)
+    )
 }
 
 impl<H: Handler> Running<H> {
@@ -173,6 +210,9 @@ impl<H: Handler> Running<H> {
                 // The poller itself failed: nothing can be served any more.
                 self.destroy_all();
                 break;
+            }
+            if self.accept_due(Instant::now()) {
+                self.accept();
             }
             for event in events.iter() {
                 match event.token() {
@@ -211,15 +251,18 @@ impl<H: Handler> Running<H> {
             !queue.unwrap_or_else(|e| e.into_inner()).is_empty()
         };
         // Commands queued by callbacks on this thread come with no wake-up.
-        if !self.ready.is_empty() || queued() {
+        if !self.ready.is_empty() || queued() || self.accept == AcceptState::More {
             return Some(Duration::ZERO);
         }
         let timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
-        let shutdown = self.shutdown.flatten();
-        let next = match (timer, shutdown) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }?;
+        let retry = match self.accept {
+            AcceptState::Paused(at) => Some(at),
+            _ => None,
+        };
+        let next = [timer, self.shutdown.flatten(), retry]
+            .into_iter()
+            .flatten()
+            .min()?;
         // Round up so that the timer has expired when poll returns.
         Some(next.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
     }
@@ -237,23 +280,57 @@ impl<H: Handler> Running<H> {
         self.update(key);
     }
 
+    /// True when the listener has connections to take now: more than one turn's worth
+    /// came at once, or a pause for descriptors is over.
+    fn accept_due(&mut self, now: Instant) -> bool {
+        match self.accept {
+            AcceptState::Waiting => false,
+            AcceptState::More => true,
+            AcceptState::Paused(at) => now >= at,
+        }
+    }
+
     fn accept(&mut self) {
-        loop {
+        let paused = matches!(self.accept, AcceptState::Paused(_));
+        self.accept = AcceptState::Waiting;
+        if self.shutdown.is_some() {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
             let Some(listener) = &self.listener else {
                 return;
             };
             match listener.accept() {
                 Ok((socket, remote)) => self.accepted(socket, remote),
                 Err(e) if would_block(&e) => return,
-                Err(e) if interrupted(&e) => {}
-                // Out of file descriptors or a connection reset before accept: try again
-                // on the next readiness event rather than spin.
-                Err(_) => return,
+                // A connection reset or refused before it was taken: the next one waits.
+                Err(e) if interrupted(&e) || gone_before_accept(&e) => {}
+                // Out of descriptors (EMFILE, ENFILE) or memory: the connections stay in
+                // the backlog until a retry succeeds. Reported once per pause.
+                Err(e) => {
+                    if !paused {
+                        let _ =
+                            guarded(|| self.handler.on_accept_problem(AcceptProblem::Failed(&e)));
+                    }
+                    self.accept = AcceptState::Paused(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
             }
         }
+        self.accept = AcceptState::More;
     }
 
     fn accepted(&mut self, mut socket: TcpStream, remote: std::net::SocketAddr) {
+        let limit = self.config.max_connections;
+        let over_limit = self.conns.len() >= limit;
+        if over_limit {
+            let problem = AcceptProblem::AtLimit { remote, limit };
+            let _ = guarded(|| self.handler.on_accept_problem(problem));
+            if self.conns.len() >= limit.saturating_add(OVER_LIMIT_ANSWERING) {
+                // Closed unanswered: answering costs a slot too.
+                return;
+            }
+        }
         let _ = socket.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -280,6 +357,7 @@ impl<H: Handler> Running<H> {
         let handshake = Handshaking {
             acceptor: Acceptor::new(self.acceptor_config.clone(), Instant::now()),
             remote,
+            over_limit,
         };
         entry.insert(Conn::new(
             transport,

@@ -74,6 +74,24 @@ impl fmt::Display for ConnError {
 
 impl std::error::Error for ConnError {}
 
+/// Why the listener did not take a connection in as usual.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AcceptProblem<'a> {
+    /// `accept` failed for want of file descriptors (EMFILE, ENFILE) or memory.
+    /// Accepting pauses for 100 ms and resumes; waiting connections stay in the
+    /// backlog. Reported once per pause.
+    Failed(&'a std::io::Error),
+    /// The loop holds [`LoopConfig::max_connections`](crate::LoopConfig::max_connections)
+    /// connections: this one is answered 503.
+    AtLimit {
+        /// Who connected.
+        remote: SocketAddr,
+        /// The limit.
+        limit: usize,
+    },
+}
+
 /// The application glue of a loop, owned by the loop's thread: what to do with requests,
 /// and the per-connection state ([`ConnHandler`]) each accepted connection gets.
 pub trait Handler: Send + 'static {
@@ -113,6 +131,12 @@ pub trait Handler: Send + 'static {
     /// logging: nothing reached the WebSocket layer.
     fn on_tls_error(&mut self, error: &rustls::Error, remote: SocketAddr) {
         let _ = (error, remote);
+    }
+
+    /// The listener could not take a connection in. For logging and alerts: the loop
+    /// already did what it does (paused accepting for a moment, or answered 503).
+    fn on_accept_problem(&mut self, problem: AcceptProblem<'_>) {
+        let _ = problem;
     }
 
     /// The loop has stopped (after every connection's `on_close`).

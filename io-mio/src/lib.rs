@@ -41,7 +41,7 @@ use std::thread::JoinHandle;
 pub use config::{Backpressure, LoopConfig};
 pub use event_loop::EventLoop;
 pub use handle::{ConnShared, LoopHandle, LoopStopped, Outgoing, SendError, Status};
-pub use handler::{ConnError, ConnHandler, Decision, Handler};
+pub use handler::{AcceptProblem, ConnError, ConnHandler, Decision, Handler};
 pub use rustls;
 pub use transport::ClientStream;
 pub use ws6455_core::accept::Choices;
@@ -50,28 +50,38 @@ pub use ws6455_tls as tls;
 
 /// Binds `count` listening sockets to `addr`. With more than one they share the port
 /// through `SO_REUSEPORT` and the kernel spreads connections over them. Port 0 picks one
-/// free port for all.
+/// free port for all. An address already in use fails with `AddrInUse`, also when the
+/// other owner uses `SO_REUSEPORT` too (a second server started by mistake on the same
+/// port is refused instead of silently sharing it).
 pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let count = count.max(1);
     let mut addr = addr;
-    let mut listeners = Vec::with_capacity(count.max(1));
-    for _ in 0..count.max(1) {
-        let domain = socket2::Domain::for_address(addr);
-        let socket =
-            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        if count > 1 {
-            socket.set_reuse_port(true)?;
-        }
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        let listener: std::net::TcpListener = socket.into();
+    if count > 1 {
+        // A socket without SO_REUSEPORT cannot join anyone's group: if it binds, the
+        // port is free (and with port 0 it picks one). It is closed before the group
+        // binds; the window between the two is the one race left.
+        addr = listener_socket(addr, false)?.local_addr()?;
+    }
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let listener = listener_socket(addr, count > 1)?;
         addr = listener.local_addr()?;
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+fn listener_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(reuse_port)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Starts one loop thread per listener, each with a clone of `handler`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ws6455_api::Bridge;
 use ws6455_core::handshake::{reject_response, HandshakeError};
-use ws6455_mio::{Choices, ConnShared, Decision, Handler};
+use ws6455_mio::{AcceptProblem, Choices, ConnShared, Decision, Handler};
 
 use crate::connection::{ConnInner, WebSocketConnection};
 use crate::server::{ServerInner, WebSocketServer};
@@ -125,6 +125,20 @@ impl Handler for Glue {
         // 1015 is RFC 6455's status for "the TLS handshake failed" (never sent on the wire).
         let message = format!("{remote}: TLS handshake failed: {error}");
         self.server_error(1015, message, "tls");
+    }
+
+    fn on_accept_problem(&mut self, problem: AcceptProblem<'_>) {
+        // 503: what the clients meet, a wait in the backlog or the answer itself.
+        let message = match problem {
+            AcceptProblem::Failed(error) => {
+                format!("cannot accept connections ({error}): retrying every 100 ms")
+            }
+            AcceptProblem::AtLimit { remote, limit } => {
+                format!("{remote}: answered 503, the loop holds its {limit} connections")
+            }
+            _ => return,
+        };
+        self.server_error(503, message, "listener");
     }
 
     fn on_loop_exit(&mut self) {

@@ -1,0 +1,237 @@
+//! The server in a hostile world, over real sockets: a connection limit answered with
+//! 503, a port already in use refused even with SO_REUSEPORT, and a process out of file
+//! descriptors (under `prlimit`) that neither stalls nor spins.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ws6455_server::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// Accepts everyone, records the server's errors.
+#[derive(Clone, Default)]
+struct Open {
+    errors: Arc<Mutex<Vec<(u16, String)>>>,
+}
+
+struct Quiet;
+impl ConnectionHandler for Quiet {
+    fn on_message(&self, _: &WebSocketConnection, _: MessageEvent) {}
+}
+
+impl ServerHandler for Open {
+    fn on_connection(
+        &self,
+        _: &WebSocketServer,
+        _: &ConnectionEvent,
+    ) -> Option<Arc<dyn ConnectionHandler>> {
+        Some(Arc::new(Quiet))
+    }
+
+    fn on_error(&self, _: &WebSocketServer, event: ErrorEvent) {
+        let mut errors = self.errors.lock().unwrap();
+        for error in event.errors {
+            errors.push((error.code, error.message));
+        }
+    }
+}
+
+/// Sends the upgrade request and returns the start of the answer (empty when none came
+/// within `wait`).
+fn upgrade(stream: &mut TcpStream, wait: Duration) -> String {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    stream.write_all(UPGRADE).unwrap();
+    read_answer(stream)
+}
+
+fn read_answer(stream: &mut TcpStream) -> String {
+    let mut answer = [0u8; 1024];
+    match stream.read(&mut answer) {
+        Ok(n) => String::from_utf8_lossy(&answer[..n]).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+#[test]
+fn connections_beyond_the_limit_get_503_and_are_reported() {
+    let handler = Open::default();
+    let options = ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        limits: LoopConfig {
+            max_connections: 2,
+            ..LoopConfig::default()
+        },
+        ..ServerOptions::default()
+    };
+    let server = WebSocketServer::new(handler.clone(), options).unwrap();
+    let addr = server.local_addr();
+    let mut first = TcpStream::connect(addr).unwrap();
+    let mut second = TcpStream::connect(addr).unwrap();
+    assert!(upgrade(&mut first, WAIT).starts_with("HTTP/1.1 101"));
+    assert!(upgrade(&mut second, WAIT).starts_with("HTTP/1.1 101"));
+
+    let mut third = TcpStream::connect(addr).unwrap();
+    let refused = upgrade(&mut third, WAIT);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("connection limit"), "{refused}");
+    let errors = handler.errors.lock().unwrap().clone();
+    assert!(
+        errors
+            .iter()
+            .any(|(code, m)| *code == 503 && m.contains("2 connections")),
+        "{errors:?}"
+    );
+
+    // A slot freed is a slot to take.
+    drop(first);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut again = TcpStream::connect(addr).unwrap();
+        let answer = upgrade(&mut again, WAIT);
+        if answer.starts_with("HTTP/1.1 101") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.terminate_with_timeout(Duration::ZERO);
+}
+
+#[test]
+fn a_port_in_use_is_refused_even_with_several_threads() {
+    let options = |listen: SocketAddr, threads: usize| ServerOptions {
+        listen,
+        threads,
+        ..ServerOptions::default()
+    };
+    let first =
+        WebSocketServer::new(Open::default(), options("127.0.0.1:0".parse().unwrap(), 2)).unwrap();
+    let taken = first.local_addr();
+    for threads in [1, 2, 3] {
+        match WebSocketServer::new(Open::default(), options(taken, threads)) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}"),
+            Ok(second) => panic!(
+                "a second server shares {} ({threads} threads)",
+                second.local_addr()
+            ),
+        }
+    }
+    // The first one still serves.
+    let mut stream = TcpStream::connect(taken).unwrap();
+    assert!(upgrade(&mut stream, WAIT).starts_with("HTTP/1.1 101"));
+    first.terminate_with_timeout(Duration::ZERO);
+}
+
+/// A child process killed when the test ends, passed or failed.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The server binary under a limit of `nofile` descriptors, on a free port.
+fn server_with_few_descriptors(nofile: u32) -> (Killed, SocketAddr) {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let child = Command::new("prlimit")
+        .arg(format!("--nofile={nofile}:{nofile}"))
+        .arg(env!("CARGO_BIN_EXE_ws6455-server"))
+        .args([
+            "--mode",
+            "echo",
+            "--log",
+            "warn",
+            "--listen",
+            &addr.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux) runs the server");
+    let child = Killed(child);
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, addr)
+}
+
+/// CPU time (user + system) the process has used so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's ")" the fields start at 3 (state); utime and stime are 14, 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_descriptors_the_listener_neither_stalls_nor_spins() {
+    const LIMIT: u32 = 32;
+    let (child, addr) = server_with_few_descriptors(LIMIT);
+    // More clients than the process has descriptors: the last ones wait in the backlog.
+    let mut clients: Vec<TcpStream> = (0..LIMIT)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let answers: Vec<String> = clients
+        .iter_mut()
+        .map(|c| upgrade(c, Duration::from_millis(500)))
+        .collect();
+    let served: Vec<usize> = (0..clients.len())
+        .filter(|&i| answers[i].starts_with("HTTP/1.1 101"))
+        .collect();
+    let waiting: Vec<usize> = (0..clients.len()).filter(|i| !served.contains(i)).collect();
+    assert!(
+        !waiting.is_empty(),
+        "all {LIMIT} served under a limit of {LIMIT}"
+    );
+    assert!(
+        served.len() >= waiting.len(),
+        "served {} of {LIMIT}",
+        served.len()
+    );
+
+    // Paused, not spinning: well under half a core while the backlog waits.
+    let before = cpu_ticks(child.0.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(child.0.id()) - before;
+    assert!(
+        spent < 50,
+        "{spent} ticks of CPU in one second while out of descriptors"
+    );
+
+    // Descriptors freed: the clients still in the backlog are served, with no new
+    // connection to wake the listener.
+    let mut waiting_clients: Vec<TcpStream> = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        if waiting.contains(&i) {
+            waiting_clients.push(client);
+        }
+    }
+    for client in &mut waiting_clients {
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        let answer = read_answer(client);
+        assert!(answer.starts_with("HTTP/1.1 101"), "{answer:?}");
+    }
+    let mut child = child;
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut log = String::new();
+    let _ = child.0.stderr.take().unwrap().read_to_string(&mut log);
+    assert!(log.contains("cannot accept connections"), "{log}");
+}
