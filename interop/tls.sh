@@ -41,3 +41,25 @@ echo x | timeout 60 ./target/release/ws6455-client "wss://localhost:$peer_port/"
 [[ $status == 2 ]] && grep -q "not signed by a trusted root" "$dir/untrusted.txt" \
   || { echo "FAIL: an untrusted certificate gave exit $status: $(cat "$dir/untrusted.txt")" >&2; exit 1; }
 echo "PASS: without --ca the self-signed certificate is refused: $(cat "$dir/untrusted.txt")"
+
+# 4. A certificate made the way most people make one, with OpenSSL's defaults (CA:TRUE on
+# a self-signed certificate): `--ca` with that very certificate is trusted (webpki alone
+# refuses a CA as the server's certificate); --insecure connects with a warning.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$dir/openssl-key.pem" -out "$dir/openssl-cert.pem" 2>/dev/null
+openssl_port="${TLS_OPENSSL_PORT:-9006}"
+./target/release/ws6455-server --mode echo --listen "127.0.0.1:$openssl_port" --log warn \
+  --tls-cert "$dir/openssl-cert.pem" --tls-key "$dir/openssl-key.pem" &
+pids+=($!)
+sleep 0.5
+echo "openssl-made" | timeout 30 ./target/release/ws6455-client --ca "$dir/openssl-cert.pem" \
+  "wss://localhost:$openssl_port/" > "$dir/openssl-out.txt"
+grep -qx "openssl-made" "$dir/openssl-out.txt" \
+  || { echo "FAIL: --ca with an openssl-made certificate: $(cat "$dir/openssl-out.txt")" >&2; exit 1; }
+echo "PASS: ws6455-client --ca trusts an openssl req -x509 certificate (CA:TRUE)"
+echo "insecure" | timeout 30 ./target/release/ws6455-client --insecure \
+  "wss://127.0.0.1:$openssl_port/" > "$dir/insecure-out.txt" 2> "$dir/insecure-err.txt"
+grep -qx "insecure" "$dir/insecure-out.txt" && grep -q "warning: --insecure" "$dir/insecure-err.txt" \
+  || { echo "FAIL: --insecure: $(cat "$dir/insecure-out.txt" "$dir/insecure-err.txt")" >&2; exit 1; }
+echo "PASS: ws6455-client --insecure connects and warns: $(cat "$dir/insecure-err.txt")"

@@ -80,19 +80,7 @@ impl fmt::Display for ConnectError {
         match self {
             ConnectError::Url(e) => e.fmt(f),
             ConnectError::Certificate { host, reason } => {
-                use ws6455_mio::rustls::CertificateError as E;
-                let why = match reason {
-                    E::UnknownIssuer => "is not signed by a trusted root (self-signed or \
-                                         private CA? trust its CA: --ca FILE / ClientOptions::tls)"
-                        .to_owned(),
-                    E::Expired | E::ExpiredContext { .. } => "has expired".to_owned(),
-                    E::NotValidYet | E::NotValidYetContext { .. } => "is not valid yet".to_owned(),
-                    E::NotValidForName | E::NotValidForNameContext { .. } => {
-                        "was issued for another name".to_owned()
-                    }
-                    E::Revoked => "has been revoked".to_owned(),
-                    other => format!("was refused: {other}"),
-                };
+                let why = ws6455_mio::tls::certificate_problem(reason);
                 write!(f, "the TLS certificate of {host:?} {why}")
             }
             ConnectError::Tls(e) => write!(f, "TLS handshake failed: {e}"),

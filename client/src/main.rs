@@ -42,6 +42,9 @@ OPTIONS:
     --deflate                   offer permessage-deflate (RFC 7692) compression
     -v, --verbose               say on stderr what was negotiated (subprotocol, extensions)
     --ca FILE                   for wss://: trust the CA certificate(s) in this PEM file
+                                (a self-signed server certificate itself works too)
+    --insecure                  for wss://: do not check the server's certificate at
+                                all (tests only: a warning is printed on every connect)
                                 besides the built-in Mozilla roots (private CA,
                                 self-signed certificate)
     -h, --help                  print this help
@@ -64,6 +67,7 @@ struct Args {
     linger: Duration,
     timeout: Duration,
     ca: Option<std::path::PathBuf>,
+    insecure: bool,
     deflate: bool,
     verbose: bool,
 }
@@ -93,6 +97,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         linger: Duration::from_millis(500),
         timeout: Duration::from_secs(10),
         ca: None,
+        insecure: false,
         deflate: false,
         verbose: false,
     };
@@ -135,6 +140,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--close-reason" => parsed.close_reason = value(&arg)?,
             "--timeout" => parsed.timeout = seconds(&arg, &value(&arg)?)?,
             "--ca" => parsed.ca = Some(value(&arg)?.into()),
+            "--insecure" => parsed.insecure = true,
             "--linger" => {
                 let text = value(&arg)?;
                 parsed.linger = match text.as_str() {
@@ -220,6 +226,17 @@ fn main() -> ExitCode {
         }
     };
     let tls = match &args.ca {
+        Some(_) if args.insecure => {
+            eprintln!("ws6455-client: --ca and --insecure contradict each other: choose one");
+            return ExitCode::from(2);
+        }
+        None if args.insecure => {
+            eprintln!(
+                "ws6455-client: warning: --insecure: the server's certificate is not checked; \
+                 anyone on the path can read and change this connection"
+            );
+            Some(ws6455_client::tls::client_config_without_verification())
+        }
         None => None,
         Some(file) => match ws6455_client::tls::client_config_with_extra_roots_file(file) {
             Ok(config) => Some(config),

@@ -131,10 +131,8 @@ impl fmt::Display for ConnectError {
             }
             ConnectError::Handshake(e) => e.fmt(f),
             ConnectError::Certificate { host, reason } => {
-                write!(
-                    f,
-                    "the TLS certificate of {host} is not acceptable: {reason:?}"
-                )
+                let why = ws6455_tls::certificate_problem(reason);
+                write!(f, "the TLS certificate of {host:?} {why}")
             }
             ConnectError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             ConnectError::Timeout => f.write_str("no handshake response in time"),

@@ -15,6 +15,8 @@ use std::sync::{Arc, OnceLock};
 
 pub use rustls;
 
+mod verify;
+
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -37,6 +39,29 @@ pub fn handshake_failure(error: &io::Error) -> Option<HandshakeFailure> {
         rustls::Error::InvalidCertificate(reason) => HandshakeFailure::Certificate(reason.clone()),
         other => HandshakeFailure::Tls(other.clone()),
     })
+}
+
+/// What is wrong with a refused server certificate and what to do about it, to follow
+/// "the TLS certificate of HOST": the one wording every client uses.
+pub fn certificate_problem(reason: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    match reason {
+        E::UnknownIssuer => "is not signed by a trusted root (self-signed or a private CA? \
+                             trust that certificate or its CA: --ca FILE, or \
+                             client_config_with_extra_roots; for a test only, --insecure)"
+            .to_owned(),
+        E::Expired | E::ExpiredContext { .. } => {
+            "has expired (renew it on the server, or check this machine's clock)".to_owned()
+        }
+        E::NotValidYet | E::NotValidYetContext { .. } => {
+            "is not valid yet (check this machine's clock)".to_owned()
+        }
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            "was issued for another name (connect with a name it lists)".to_owned()
+        }
+        E::Revoked => "has been revoked".to_owned(),
+        other => format!("was refused: {other:?}"),
+    }
 }
 
 /// Why a TLS configuration could not be built. Each variant names what to fix.
@@ -187,13 +212,41 @@ pub fn default_client_config() -> Arc<ClientConfig> {
 }
 
 /// A client configuration that trusts Mozilla's roots and, in addition, every certificate
-/// in `ca_pem` (a private CA, a self-signed test certificate).
+/// in `ca_pem` (a private CA, a self-signed test certificate). A server certificate that
+/// is byte for byte one of them is accepted even when it is marked CA:TRUE (what
+/// `openssl req -x509` makes by default, and what curl, Python and Node accept as a
+/// trust anchor); its validity dates and names are still checked.
 pub fn client_config_with_extra_roots(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let mut roots = webpki_root_store();
-    for cert in certificates_from_pem(ca_pem)? {
-        roots.add(cert).map_err(TlsConfigError::Rustls)?;
+    let given = certificates_from_pem(ca_pem)?;
+    for cert in &given {
+        roots.add(cert.clone()).map_err(TlsConfigError::Rustls)?;
     }
-    Ok(client_config_with_roots(roots))
+    let verifier =
+        verify::WithPinned::new(roots, given, provider()).map_err(TlsConfigError::Rustls)?;
+    Ok(client_config_with_verifier(Arc::new(verifier)))
+}
+
+/// A client configuration that does not verify the server's certificate at all: the
+/// traffic is encrypted, but to whoever answers, so anyone on the path can read and
+/// change it. For tests against a server whose certificate you cannot get; say so to the
+/// user every time it is used (`ws6455-client --insecure` prints a warning per connect).
+pub fn client_config_without_verification() -> Arc<ClientConfig> {
+    client_config_with_verifier(Arc::new(verify::NoVerification::new(provider())))
+}
+
+fn client_config_with_verifier(
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+) -> Arc<ClientConfig> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| unreachable!("ring supports TLS 1.2 and 1.3"));
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Arc::new(config)
 }
 
 /// [`client_config_with_extra_roots`] with the CA certificates read from a PEM file (what
