@@ -11,7 +11,8 @@ port="${BROWSER_PORT:-9003}"
 browser="$(command -v chromium || command -v chromium-browser || true)"
 [[ -n "$browser" ]] || { echo "chromium not found" >&2; exit 2; }
 cargo build --release -p ws6455-server
-./target/release/ws6455-server --mode echo --listen "127.0.0.1:$port" --log warn &
+# The page is a file: its Origin is "null", which the server allows only when told.
+./target/release/ws6455-server --mode echo --listen "127.0.0.1:$port" --log warn --allow-origin null &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
 sleep 0.5
@@ -22,7 +23,7 @@ python3 interop/browser_run.py "$browser" "$page" 60
 dir=target/interop-browser-tls
 cargo run -q --release -p ws6455-server --example self_signed_cert -- "$dir" 127.0.0.1
 tls_port=$((port + 10))
-./target/release/ws6455-server --mode echo --listen "127.0.0.1:$tls_port" --log warn \
+./target/release/ws6455-server --mode echo --listen "127.0.0.1:$tls_port" --log warn --allow-origin null \
   --tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem" &
 tls_server=$!
 trap 'kill "$server" "$tls_server" 2>/dev/null || true' EXIT

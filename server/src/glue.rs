@@ -68,6 +68,12 @@ impl Handler for Glue {
         if !inner.serves(request.path()) {
             return Decision::Respond(refuse(404, "no WebSocket endpoint at this path"));
         }
+        if !inner.options.allowed_origins.allows(request) {
+            let origin = request.headers().get("origin").unwrap_or_default();
+            let message = format!("{remote}: origin {origin:?} not allowed");
+            self.server_error(403, message, "handshake");
+            return Decision::Respond(refuse(403, "this page's origin may not connect here"));
+        }
         let server = self.handle();
         let event = ConnectionEvent {
             request: Request {

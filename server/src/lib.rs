@@ -38,7 +38,7 @@ pub use connection::{ConnectionHandler, WebSocketConnection};
 pub use server::{ServerHandler, ServerOptions, WebSocketServer};
 pub use types::{ConnectionEvent, HttpResponse, Request};
 pub use ws6455_api::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
-pub use ws6455_core::handshake::Headers;
+pub use ws6455_core::handshake::{Headers, OriginPolicy};
 /// The protocol part of [`LoopConfig::protocol`]: sizes, timeouts, keepalive, deflate.
 pub use ws6455_core::Config as ProtocolConfig;
 pub use ws6455_core::DeflateConfig;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ws6455_server::{
-    ConnectionEvent, ConnectionHandler, Data, ErrorEvent, HttpResponse, MessageEvent, Request,
-    ServerHandler, ServerOptions, TerminateEvent, WebSocketConnection, WebSocketServer,
+    ConnectionEvent, ConnectionHandler, Data, ErrorEvent, HttpResponse, MessageEvent, OriginPolicy,
+    Request, ServerHandler, ServerOptions, TerminateEvent, WebSocketConnection, WebSocketServer,
 };
 
 const USAGE: &str = "\
@@ -23,6 +23,10 @@ OPTIONS:
     --path PATTERN           WebSocket path: exact (/ws) or a prefix (/rooms/*)
                              [default: /ws for chat, every path for echo]
     --threads N              event loop threads sharing the port [default: 1]
+    --allow-origin ORIGIN    let pages from ORIGIN (https://app.example, null for file
+                             pages) connect too; repeatable [default: the server's own
+                             pages only, and clients that send no Origin]
+    --allow-any-origin       let pages from any site connect (no cookies to protect)
     --max-message-size BYTES largest message accepted [default: 67108864]
     --log LEVEL              error | warn | info | debug [default: info]
     --deflate                accept permessage-deflate (RFC 7692) when a client offers it
@@ -81,6 +85,15 @@ fn parse_args() -> Result<Option<Args>, String> {
                 }
             }
             "--path" => path = Some(value()?),
+            "--allow-origin" => {
+                let origin = value()?;
+                match &mut options.allowed_origins {
+                    OriginPolicy::SameHostAnd(list) => list.push(origin),
+                    OriginPolicy::Any => {}
+                    policy => *policy = OriginPolicy::SameHostAnd(vec![origin]),
+                }
+            }
+            "--allow-any-origin" => options.allowed_origins = OriginPolicy::Any,
             "--threads" => {
                 let text = value()?;
                 options.threads = text

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ws6455_core::encoder::encode_frame;
 use ws6455_core::frame::OpCode;
+use ws6455_core::handshake::OriginPolicy;
 use ws6455_mio::{EventLoop, LoopConfig, LoopHandle};
 
 use crate::connection::{ConnectionHandler, WebSocketConnection};
@@ -75,6 +76,11 @@ pub struct ServerOptions {
     pub data_type: DataType,
     /// Subprotocols the server speaks, for the default `select_subprotocol`.
     pub subprotocols: Vec<String>,
+    /// Which web pages may connect (the browser's `Origin`), checked before
+    /// `on_connection`; refused with 403. Default [`OriginPolicy::SameHost`]: the
+    /// server's own pages and clients that are not browsers (no `Origin`), so that
+    /// another site cannot use a visitor's cookies to talk to the server as them.
+    pub allowed_origins: OriginPolicy,
     /// Event loop threads sharing the port through `SO_REUSEPORT` (default 1).
     pub threads: usize,
     /// Limits, timeouts and backpressure.
@@ -93,6 +99,7 @@ impl Default for ServerOptions {
             path: None,
             data_type: DataType::Text,
             subprotocols: Vec::new(),
+            allowed_origins: OriginPolicy::SameHost,
             threads: 1,
             limits: LoopConfig::default(),
             tls: None,

@@ -1,6 +1,7 @@
-//! The server in a hostile world, over real sockets: a connection limit answered with
-//! 503, a port already in use refused even with SO_REUSEPORT, and a process out of file
-//! descriptors (under `prlimit`) that neither stalls nor spins.
+//! The server in a hostile world, over real sockets: pages of other sites refused (403),
+//! a connection limit answered with 503, a port already in use refused even with
+//! SO_REUSEPORT, and a process out of file descriptors (under `prlimit`) that neither
+//! stalls nor spins.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -54,6 +55,77 @@ fn read_answer(stream: &mut TcpStream) -> String {
     match stream.read(&mut answer) {
         Ok(n) => String::from_utf8_lossy(&answer[..n]).into_owned(),
         Err(_) => String::new(),
+    }
+}
+
+/// The upgrade request from a page of `origin` (none: a client that is not a browser).
+fn upgrade_from(addr: SocketAddr, origin: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\n{origin}Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    read_answer(&mut stream)
+}
+
+#[test]
+fn pages_of_other_sites_are_refused_by_default() {
+    let handler = Open::default();
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = WebSocketServer::new(
+        handler.clone(),
+        ServerOptions {
+            listen,
+            ..ServerOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    assert!(upgrade_from(addr, None).starts_with("HTTP/1.1 101"));
+    assert!(upgrade_from(addr, Some(&format!("http://{addr}"))).starts_with("HTTP/1.1 101"));
+    let evil = upgrade_from(addr, Some("https://evil.example"));
+    assert!(evil.starts_with("HTTP/1.1 403"), "{evil}");
+    assert!(evil.contains("origin"), "{evil}");
+    let errors = handler.errors.lock().unwrap().clone();
+    assert!(
+        errors
+            .iter()
+            .any(|(code, m)| *code == 403 && m.contains("evil.example")),
+        "{errors:?}"
+    );
+    server.terminate_with_timeout(Duration::ZERO);
+
+    for (policy, evil_allowed) in [
+        (
+            OriginPolicy::SameHostAnd(vec!["https://evil.example".into()]),
+            true,
+        ),
+        (
+            OriginPolicy::SameHostAnd(vec!["https://other.example".into()]),
+            false,
+        ),
+        (OriginPolicy::Any, true),
+    ] {
+        let options = ServerOptions {
+            listen,
+            allowed_origins: policy.clone(),
+            ..ServerOptions::default()
+        };
+        let server = WebSocketServer::new(Open::default(), options).unwrap();
+        let addr = server.local_addr();
+        let answer = upgrade_from(addr, Some("https://evil.example"));
+        assert_eq!(
+            answer.starts_with("HTTP/1.1 101"),
+            evil_allowed,
+            "{policy:?}: {answer}"
+        );
+        assert!(upgrade_from(addr, Some(&format!("http://{addr}"))).starts_with("HTTP/1.1 101"));
+        server.terminate_with_timeout(Duration::ZERO);
     }
 }
 

@@ -3,10 +3,12 @@
 
 mod client;
 mod headers;
+mod origin;
 mod server;
 
 pub use client::{ClientHandshake, ClientHandshakeError, ClientRequest, Response};
 pub use headers::{Headers, InvalidHeader};
+pub use origin::OriginPolicy;
 pub use server::{
     accept_response, reason_phrase, reject_response, switching_headers, validate_upgrade,
     HandshakeError, Request, ServerHandshake, DEFAULT_MAX_REQUEST_SIZE,
