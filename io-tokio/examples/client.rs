@@ -4,7 +4,7 @@
 //!
 //!     cargo run -p ws6455-tokio --example client -- [URL]
 //!
-//! URL defaults to ws://127.0.0.1:9002/ (the chat example).
+//! URL defaults to ws://127.0.0.1:9002/ (the chat_room example).
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncBufReadExt;

@@ -58,6 +58,97 @@ fn read_answer(stream: &mut TcpStream) -> String {
     }
 }
 
+/// Records how connections ended.
+#[derive(Clone, Default)]
+struct Ends(Arc<Mutex<Vec<u16>>>);
+
+impl ConnectionHandler for Ends {
+    fn on_message(&self, _: &WebSocketConnection, _: MessageEvent) {}
+
+    fn on_terminate(&self, _: &WebSocketConnection, event: TerminateEvent) {
+        self.0.lock().unwrap().push(event.code);
+    }
+}
+
+impl ServerHandler for Ends {
+    fn on_connection(
+        &self,
+        _: &WebSocketServer,
+        _: &ConnectionEvent,
+    ) -> Option<Arc<dyn ConnectionHandler>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+/// A peer that sends Pings and never reads what the server answers: the server stops
+/// reading once its output is at the cap (TCP then stalls the peer: memory bounded), and
+/// the keepalive, which gets no answer, ends the connection (time bounded).
+#[test]
+fn a_ping_flood_from_a_peer_that_never_reads_is_bounded_then_dropped() {
+    const CAP: usize = 64 << 10;
+    let ends = Ends::default();
+    let options = ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        limits: LoopConfig {
+            max_buffered: CAP,
+            protocol: ProtocolConfig {
+                ping_interval: Some(Duration::from_millis(300)),
+                pong_timeout: Duration::from_millis(300),
+                ..ProtocolConfig::default()
+            },
+            ..LoopConfig::default()
+        },
+        ..ServerOptions::default()
+    };
+    let server = WebSocketServer::new(ends.clone(), options).unwrap();
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    assert!(upgrade(&mut stream, WAIT).starts_with("HTTP/1.1 101"));
+    let mut ping = Vec::new();
+    ws6455_core::encoder::encode_frame(
+        &mut ping,
+        true,
+        ws6455_core::frame::OpCode::Ping,
+        &[7u8; 125],
+        Some([1, 2, 3, 4]),
+    );
+    let pings: Vec<u8> = ping.repeat(512);
+    stream
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let (mut written, deadline) = (0usize, Instant::now() + Duration::from_secs(30));
+    loop {
+        // Kernel buffers on both sides hold some megabytes: far less than this.
+        assert!(
+            written < 256 << 20,
+            "never stalled: the server answers every Ping"
+        );
+        assert!(Instant::now() < deadline, "no stall within 30 s");
+        match stream.write(&pings[written % pings.len()..]) {
+            Ok(n) => written += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            // The keepalive may already have dropped the connection.
+            Err(_) => break,
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while ends.0.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the silent flooder was never dropped"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(ends.0.lock().unwrap()[0], 1006);
+    server.terminate_with_timeout(Duration::ZERO);
+}
+
 /// The upgrade request from a page of `origin` (none: a client that is not a browser).
 fn upgrade_from(addr: SocketAddr, origin: Option<&str>) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();

@@ -3,7 +3,7 @@
 //! connection is read by its own task; the room holds one [`Sender`] per member, so a
 //! message to everyone is queued without waiting on anyone.
 //!
-//!     cargo run -p ws6455-tokio --example chat -- [ADDR]
+//!     cargo run -p ws6455-tokio --example chat_room -- [ADDR]
 //!
 //! ADDR defaults to 127.0.0.1:9002; try it with the client example in two terminals:
 //! `cargo run -p ws6455-tokio --example client -- ws://127.0.0.1:9002/`.
