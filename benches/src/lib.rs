@@ -1,4 +1,5 @@
-//! Benchmarks live in `benches/`; this library only holds the shared input builders.
+//! Benchmarks live in `benches/`; this library holds the shared input builders and the
+//! process probes the load programs read.
 
 use ws6455_core::encoder::encode_frame;
 use ws6455_core::frame::OpCode;
@@ -20,4 +21,16 @@ pub fn masked_frames(size: usize, count: usize, text: bool) -> Vec<u8> {
 /// an iteration over small frames is long enough to time (throughput counts payload).
 pub fn frames_per_batch(size: usize) -> usize {
     ((64 << 10) / size).max(1)
+}
+
+/// The resident memory of process `pid` (VmRSS, Linux), in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// How many file descriptors process `pid` has open (Linux).
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }

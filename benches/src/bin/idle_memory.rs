@@ -41,17 +41,7 @@ impl Drop for Server {
 }
 
 fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc (Linux)");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS value");
-    kib * 1024
+    ws6455_benches::rss_bytes(pid).expect("VmRSS in /proc (Linux)")
 }
 
 /// A connection of the test: plain TCP or TLS.

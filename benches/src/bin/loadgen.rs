@@ -434,12 +434,6 @@ fn cpu_ns(pid: u32) -> Option<u64> {
     )
 }
 
-fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
-}
-
 /// Counts the system calls of `pid` for `seconds` with perf, if perf can.
 fn start_syscall_count(pid: u32, seconds: f64) -> Option<Child> {
     Command::new("perf")
@@ -495,7 +489,7 @@ fn main() {
         messages: 0,
         histogram: vec![0; BUCKETS],
     };
-    let rss_before = args.server_pid.and_then(rss_bytes);
+    let rss_before = args.server_pid.and_then(ws6455_benches::rss_bytes);
 
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(1024);
@@ -571,7 +565,10 @@ fn main() {
             "mode=idle conns={} connect_per_s={connect_rate:.0}",
             args.conns
         );
-        if let (Some(before), Some(after)) = (rss_before, args.server_pid.and_then(rss_bytes)) {
+        if let (Some(before), Some(after)) = (
+            rss_before,
+            args.server_pid.and_then(ws6455_benches::rss_bytes),
+        ) {
             let per_conn = after.saturating_sub(before) as f64 / args.conns as f64;
             line += &format!(
                 " server_rss_before={before} server_rss_after={after} bytes_per_conn={per_conn:.0}"
