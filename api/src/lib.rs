@@ -6,6 +6,10 @@
 
 #![forbid(unsafe_code)]
 
+mod logger;
+
+pub use logger::install_stderr_logger;
+
 use std::fmt;
 use std::sync::Arc;
 

@@ -41,6 +41,7 @@ OPTIONS:
     --timeout SECONDS           connect and handshake timeout [default: 10]
     --deflate                   offer permessage-deflate (RFC 7692) compression
     -v, --verbose               say on stderr what was negotiated (subprotocol, extensions)
+                                and log the engine's debug records
     --ca FILE                   for wss://: trust the CA certificate(s) in this PEM file
                                 (a self-signed server certificate itself works too)
     --insecure                  for wss://: do not check the server's certificate at
@@ -225,6 +226,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The engine's own records (see the README's logging table): warnings, or all of
+    // them with --verbose.
+    ws6455_api::install_stderr_logger(if args.verbose {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    });
     let tls = match &args.ca {
         Some(_) if args.insecure => {
             eprintln!("ws6455-client: --ca and --insecure contradict each other: choose one");

@@ -23,9 +23,14 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// A caught call into application code.
+/// A caught call into application code. A panic is a bug in the application: logged at
+/// `error` here, for every callback.
 pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ConnError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| ConnError::HandlerPanic(panic_message(p)))
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+        let message = panic_message(p);
+        log::error!("an application callback panicked: {message}");
+        ConnError::HandlerPanic(message)
+    })
 }
 
 /// Reports `error` once and ends the connection the way the error says: a close frame with
@@ -39,6 +44,7 @@ pub(crate) fn fail_open<C: ConnHandler>(
 ) {
     if !*errored {
         *errored = true;
+        log::debug!("connection failed: {error}");
         let _ = guarded(|| app.on_error(&error));
     }
     match error.close_code() {
@@ -125,6 +131,11 @@ pub(crate) fn feed<H: Handler>(
         Ok(None) => return,
         Ok(Some(accepted)) => accepted,
         Err(refused) => {
+            log::debug!(
+                "{remote}: refused {}: {}",
+                refused.error.status(),
+                refused.error
+            );
             let _ = guarded(|| handler.on_bad_request(&refused.error, remote));
             conn.phase = Phase::Responding(Box::new(refused.reply));
             return;

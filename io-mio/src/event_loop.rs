@@ -309,6 +309,7 @@ impl<H: Handler> Running<H> {
                 // the backlog until a retry succeeds. Reported once per pause.
                 Err(e) => {
                     if !paused {
+                        log::warn!("cannot accept connections ({e}): retrying every 100 ms");
                         let _ =
                             guarded(|| self.handler.on_accept_problem(AcceptProblem::Failed(&e)));
                     }
@@ -324,6 +325,7 @@ impl<H: Handler> Running<H> {
         let limit = self.config.max_connections;
         let over_limit = self.conns.len() >= limit;
         if over_limit {
+            log::debug!("{remote}: answered 503, the loop holds its {limit} connections");
             let problem = AcceptProblem::AtLimit { remote, limit };
             let _ = guarded(|| self.handler.on_accept_problem(problem));
             if self.conns.len() >= limit.saturating_add(OVER_LIMIT_ANSWERING) {
@@ -348,6 +350,7 @@ impl<H: Handler> Running<H> {
                 // Only a configuration rustls rejects fails here: every connection
                 // would; the socket is closed.
                 Err(error) => {
+                    log::error!("the TLS configuration is refused: {error}");
                     let _ = guarded(|| self.handler.on_tls_error(&error, remote));
                     return;
                 }
@@ -426,6 +429,7 @@ impl<H: Handler> Running<H> {
                 .and_then(|e| e.downcast_ref::<rustls::Error>());
             if let (Some(tls), Phase::Handshake(hs)) = (tls, &conn.phase) {
                 let remote = hs.remote;
+                log::debug!("{remote}: TLS handshake failed: {tls}");
                 let _ = guarded(|| self.handler.on_tls_error(tls, remote));
             }
             if let Phase::Open { core, app } = &mut conn.phase {

@@ -66,11 +66,13 @@ impl Handler for Glue {
     ) -> Decision<Bridge<WebSocketConnection>> {
         let inner = self.server().clone();
         if !inner.serves(request.path()) {
+            log::debug!("{remote}: no WebSocket endpoint at {}: 404", request.path());
             return Decision::Respond(refuse(404, "no WebSocket endpoint at this path"));
         }
         if !inner.options.allowed_origins.allows(request) {
             let origin = request.headers().get("origin").unwrap_or_default();
             let message = format!("{remote}: origin {origin:?} not allowed");
+            log::debug!("{message}: 403");
             self.server_error(403, message, "handshake");
             return Decision::Respond(refuse(403, "this page's origin may not connect here"));
         }
@@ -82,6 +84,7 @@ impl Handler for Glue {
             },
         };
         let Some(handler) = inner.handler.on_connection(&server, &event) else {
+            log::debug!("{remote}: refused by on_connection: 403");
             return Decision::Respond(refuse(403, "connection refused by the server"));
         };
         let offered = request.subprotocols();

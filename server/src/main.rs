@@ -38,14 +38,6 @@ OPTIONS:
 Ctrl-C or SIGTERM closes every connection with 1001 and exits.
 ";
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Level {
-    Error,
-    Warn,
-    Info,
-    Debug,
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Chat,
@@ -55,14 +47,14 @@ enum Mode {
 struct Args {
     options: ServerOptions,
     mode: Mode,
-    level: Level,
+    level: log::LevelFilter,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
     let mut options = ServerOptions::default();
     let mut mode = Mode::Chat;
     let mut path = None;
-    let mut level = Level::Info;
+    let mut level = log::LevelFilter::Info;
     let (mut tls_cert, mut tls_key) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -113,10 +105,10 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--log" => {
                 level = match value()?.as_str() {
-                    "error" => Level::Error,
-                    "warn" => Level::Warn,
-                    "info" => Level::Info,
-                    "debug" => Level::Debug,
+                    "error" => log::LevelFilter::Error,
+                    "warn" => log::LevelFilter::Warn,
+                    "info" => log::LevelFilter::Info,
+                    "debug" => log::LevelFilter::Debug,
                     other => {
                         return Err(format!(
                             "--log {other}: expected error, warn, info or debug"
@@ -152,27 +144,8 @@ fn parse_args() -> Result<Option<Args>, String> {
     }))
 }
 
-/// Logs to stderr at or above the chosen level.
-#[derive(Clone, Copy)]
-struct Log(Level);
-
-impl Log {
-    fn at(self, level: Level, message: impl FnOnce() -> String) {
-        if level <= self.0 {
-            let tag = match level {
-                Level::Error => "error",
-                Level::Warn => "warn",
-                Level::Info => "info",
-                Level::Debug => "debug",
-            };
-            eprintln!("[{tag}] {}", message());
-        }
-    }
-}
-
 struct App {
     mode: Mode,
-    log: Log,
 }
 
 const CHAT_PAGE: &str = include_str!("../assets/chat.html");
@@ -184,12 +157,10 @@ impl ServerHandler for App {
         event: &ConnectionEvent,
     ) -> Option<Arc<dyn ConnectionHandler>> {
         let request = &event.request;
-        self.log.at(Level::Debug, || {
-            format!("{} asks for {}", request.remote_address(), request.url())
-        });
+        log::debug!("{} asks for {}", request.remote_address(), request.url());
         Some(match self.mode {
-            Mode::Chat => Arc::new(ChatMember { log: self.log }),
-            Mode::Echo => Arc::new(Echo { log: self.log }),
+            Mode::Chat => Arc::new(ChatMember),
+            Mode::Echo => Arc::new(Echo),
         })
     }
 
@@ -201,22 +172,19 @@ impl ServerHandler for App {
         };
         let addr = server.local_addr();
         match self.mode {
-            Mode::Chat => self.log.at(Level::Info, || {
-                format!("chat on {http}://{addr}/ (WebSocket at {ws}://{addr}/ws)")
-            }),
-            Mode::Echo => self
-                .log
-                .at(Level::Info, || format!("echo server on {ws}://{addr}/")),
+            Mode::Chat => log::info!("chat on {http}://{addr}/ (WebSocket at {ws}://{addr}/ws)"),
+            Mode::Echo => log::info!("echo server on {ws}://{addr}/"),
         }
     }
 
     fn on_terminate(&self, _: &WebSocketServer) {
-        self.log.at(Level::Info, || "server terminated".to_owned());
+        log::info!("server terminated");
     }
 
     fn on_error(&self, _: &WebSocketServer, event: ErrorEvent) {
+        // The engine already logged each of these at its level (see the README).
         for error in event.errors {
-            self.log.at(Level::Warn, || error.to_string());
+            log::debug!("server error: {error}");
         }
     }
 
@@ -229,30 +197,23 @@ impl ServerHandler for App {
     }
 }
 
-struct Echo {
-    log: Log,
-}
+struct Echo;
 
 impl ConnectionHandler for Echo {
     fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
         if let Err(e) = ws.send(event.data) {
-            self.log.at(Level::Warn, || {
-                format!("connection {}: echo refused: {e}", ws.id())
-            });
+            log::warn!("connection {}: echo refused: {e}", ws.id());
         }
     }
 
     fn on_error(&self, ws: &WebSocketConnection, event: ErrorEvent) {
         for error in event.errors {
-            self.log
-                .at(Level::Debug, || format!("connection {}: {error}", ws.id()));
+            log::debug!("connection {}: {error}", ws.id());
         }
     }
 }
 
-struct ChatMember {
-    log: Log,
-}
+struct ChatMember;
 
 impl ConnectionHandler for ChatMember {
     fn on_open(&self, ws: &WebSocketConnection) {
@@ -264,9 +225,7 @@ impl ConnectionHandler for ChatMember {
         ));
         ws.wss()
             .broadcast(format!("client {} connected", ws.id()), Some(ws.id()));
-        self.log.at(Level::Info, || {
-            format!("client {} connected from {}", ws.id(), ws.remote_address())
-        });
+        log::info!("client {} connected from {}", ws.id(), ws.remote_address());
     }
 
     fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
@@ -282,9 +241,7 @@ impl ConnectionHandler for ChatMember {
     fn on_terminate(&self, ws: &WebSocketConnection, event: TerminateEvent) {
         ws.wss()
             .broadcast(format!("client {} disconnected", ws.id()), Some(ws.id()));
-        self.log.at(Level::Info, || {
-            format!("client {} disconnected (code {})", ws.id(), event.code)
-        });
+        log::info!("client {} disconnected (code {})", ws.id(), event.code);
     }
 }
 
@@ -300,15 +257,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log = Log(args.level);
+    ws6455_api::install_stderr_logger(args.level);
     let listen = args.options.listen;
-    let server = match WebSocketServer::new(
-        App {
-            mode: args.mode,
-            log,
-        },
-        args.options,
-    ) {
+    let server = match WebSocketServer::new(App { mode: args.mode }, args.options) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("ws6455-server: cannot listen on {listen}: {e}");
@@ -324,15 +275,13 @@ fn main() -> ExitCode {
             let handle = server.clone();
             std::thread::spawn(move || {
                 if let Some(signal) = signals.forever().next() {
-                    log.at(Level::Info, || {
-                        format!("signal {signal}: closing connections")
-                    });
+                    log::info!("signal {signal}: closing connections");
                     // Graceful: Close frames to everyone, forced after 5 seconds.
                     handle.terminate_with_timeout(std::time::Duration::from_secs(5));
                 }
             });
         }
-        Err(e) => log.at(Level::Warn, || format!("no signal handling: {e}")),
+        Err(e) => log::warn!("no signal handling: {e}"),
     }
     server.wait(None);
     ExitCode::SUCCESS
