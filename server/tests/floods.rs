@@ -13,7 +13,10 @@ use ws6455_core::frame::OpCode;
 use ws6455_server::*;
 
 const WAIT: Duration = Duration::from_secs(5);
-const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+#[allow(dead_code)]
+#[path = "support/raw.rs"]
+mod raw;
+use raw::{read_head, UPGRADE};
 const MASK: Option<[u8; 4]> = Some([9, 8, 7, 6]);
 
 /// Echoes, and records how connections ended.
@@ -58,13 +61,7 @@ fn open(server: &WebSocketServer) -> TcpStream {
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream.write_all(UPGRADE).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    assert!(read_head(&mut stream).starts_with(b"HTTP/1.1 101"));
     stream
 }
 

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use ws6455_server::*;
 
 const WAIT: Duration = Duration::from_secs(5);
-const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+#[allow(dead_code)]
+#[path = "support/raw.rs"]
+mod raw;
+use raw::{write_until_stalled, UPGRADE};
 
 /// Accepts everyone, records the server's errors.
 #[derive(Clone, Default)]
@@ -112,31 +115,9 @@ fn a_ping_flood_from_a_peer_that_never_reads_is_bounded_then_dropped() {
         Some([1, 2, 3, 4]),
     );
     let pings: Vec<u8> = ping.repeat(512);
-    stream
-        .set_write_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let (mut written, deadline) = (0usize, Instant::now() + Duration::from_secs(30));
-    loop {
-        // Kernel buffers on both sides hold some megabytes: far less than this.
-        assert!(
-            written < 256 << 20,
-            "never stalled: the server answers every Ping"
-        );
-        assert!(Instant::now() < deadline, "no stall within 30 s");
-        match stream.write(&pings[written % pings.len()..]) {
-            Ok(n) => written += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                break
-            }
-            // The keepalive may already have dropped the connection.
-            Err(_) => break,
-        }
-    }
+    // Kernel buffers on both sides hold some megabytes: far less than this. (A failed
+    // write: the keepalive may already have dropped the connection.)
+    write_until_stalled(&mut stream, &pings, 256 << 20);
     let deadline = Instant::now() + WAIT;
     while ends.0.lock().unwrap().is_empty() {
         assert!(

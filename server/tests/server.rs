@@ -12,8 +12,10 @@ use tungstenite::{Message, WebSocket};
 use ws6455_server::*;
 
 const WAIT: Duration = Duration::from_secs(5);
-/// A valid opening handshake request, for the tests that speak raw TCP.
-const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+#[allow(dead_code)]
+#[path = "support/raw.rs"]
+mod raw;
+use raw::{read_head, write_until_stalled, UPGRADE};
 
 /// Records every callback, in order, as text.
 #[derive(Default)]
@@ -677,13 +679,7 @@ fn echo_to_a_peer_that_does_not_read_is_flow_controlled_not_buffered() {
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream.write_all(UPGRADE).unwrap();
-    let mut response = Vec::new();
-    let mut byte = [0u8];
-    while !response.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        response.push(byte[0]);
-    }
-    assert!(response.starts_with(b"HTTP/1.1 101 "));
+    assert!(read_head(&mut stream).starts_with(b"HTTP/1.1 101 "));
 
     let mut frame = Vec::new();
     ws6455_core::encoder::encode_frame(
@@ -694,29 +690,8 @@ fn echo_to_a_peer_that_does_not_read_is_flow_controlled_not_buffered() {
         Some([1, 2, 3, 4]),
     );
     // Write without reading until the writes stall (bounded in bytes and time).
-    stream
-        .set_write_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let (mut written, deadline) = (0usize, Instant::now() + Duration::from_secs(30));
-    loop {
-        assert!(
-            written < 512 << 20,
-            "never stalled: the server buffers everything"
-        );
-        assert!(Instant::now() < deadline, "no stall within 30 s");
-        match stream.write(&frame[written % frame.len()..]) {
-            Ok(n) => written += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                break
-            }
-            Err(e) => panic!("write failed: {e}"),
-        }
-    }
+    let (written, failed) = write_until_stalled(&mut stream, &frame, 512 << 20);
+    assert!(failed.is_none(), "write failed: {failed:?}");
     // Kernel buffers on both sides hold some megabytes; the server holds about the cap.
     assert!(
         written < 64 << 20,
