@@ -16,7 +16,7 @@ use crate::handler::{ConnError, ConnHandler, Handler};
 use crate::transport::{ClientStream, Transport};
 
 impl<H: Handler> Running<H> {
-    fn live(&mut self, shared: &ConnShared) -> Option<usize> {
+    pub(crate) fn live(&mut self, shared: &ConnShared) -> Option<usize> {
         let token = shared.token();
         let conn = self.conns.get(token)?;
         (conn.shared.id() == shared.id()).then_some(token)
@@ -49,6 +49,10 @@ impl<H: Handler> Running<H> {
                 }
                 Command::Adopt(adoption) => {
                     self.adopt(*adoption, now);
+                    continue;
+                }
+                Command::FanOut(fan_out) => {
+                    self.fan_out(*fan_out, now);
                     continue;
                 }
                 other => other,

@@ -210,6 +210,8 @@ pub(crate) enum Command {
     },
     /// A connection opened and upgraded elsewhere (a client's), to be driven by the loop.
     Adopt(Box<Adoption>),
+    /// One frame for many connections (a topic's publish).
+    FanOut(Box<crate::fanout::FanOut>),
 }
 
 /// What [`LoopHandle::adopt`] hands to the loop.
@@ -239,7 +241,7 @@ impl Command {
             | Command::SendFrame { conn, .. }
             | Command::Ping { conn, .. }
             | Command::Close { conn, .. } => Some(conn),
-            Command::Shutdown { .. } | Command::Adopt(_) => None,
+            Command::Shutdown { .. } | Command::Adopt(_) | Command::FanOut(_) => None,
         }
     }
 
@@ -270,7 +272,7 @@ impl Command {
             Command::Close { code, reason, .. } => {
                 core.close_with_standard_code(now, code, &reason)
             }
-            Command::Shutdown { .. } | Command::Adopt(_) => Ok(()),
+            Command::Shutdown { .. } | Command::Adopt(_) | Command::FanOut(_) => Ok(()),
         };
     }
 }
@@ -314,13 +316,17 @@ impl HandleInner {
         let mine = {
             let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
             let is_mine = |c: &Command| c.conn().is_some_and(|c| c.id() == shared.id());
-            if !queue.iter().any(is_mine) {
+            // A fan-out may be for this connection too: what was queued after it waits
+            // for it, or a publish and a later send would swap places.
+            let is_fan_out = |c: &Command| matches!(c, Command::FanOut(_));
+            let before_fan_out = queue.iter().position(is_fan_out).unwrap_or(queue.len());
+            if !queue.range(..before_fan_out).any(is_mine) {
                 return;
             }
             let mut mine = Vec::new();
             let mut others = VecDeque::with_capacity(queue.len());
-            for command in queue.drain(..) {
-                if is_mine(&command) {
+            for (index, command) in queue.drain(..).enumerate() {
+                if index < before_fan_out && is_mine(&command) {
                     mine.push(command);
                 } else {
                     others.push_back(command);
@@ -494,6 +500,15 @@ impl LoopHandle {
             core: Box::new(core),
         })));
         Ok(shared)
+    }
+
+    /// Queues one encoded frame for many of this loop's connections (a topic's
+    /// publish): one command and one wake-up however many targets. Each target still
+    /// open gets it after everything it was sent before; one over its outgoing cap is
+    /// skipped or closed per [`FanOut::when_full`](crate::FanOut::when_full), and the
+    /// loop adds what it did to [`FanOut::tally`](crate::FanOut::tally).
+    pub fn fan_out(&self, fan_out: crate::FanOut) {
+        self.push(Command::FanOut(Box::new(fan_out)));
     }
 
     /// True when called on this loop's own thread (from one of its callbacks), where

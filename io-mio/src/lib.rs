@@ -29,6 +29,7 @@ mod config;
 mod conn;
 mod dispatch;
 mod event_loop;
+mod fanout;
 mod handle;
 mod handler;
 mod transport;
@@ -40,6 +41,7 @@ use std::thread::JoinHandle;
 
 pub use config::{Backpressure, LoopConfig};
 pub use event_loop::EventLoop;
+pub use fanout::{FanOut, FanOutTally, SlowSubscriber};
 pub use handle::{ConnShared, LoopHandle, LoopStopped, Outgoing, SendError, Status};
 pub use handler::{AcceptProblem, ConnError, ConnHandler, Decision, Handler};
 pub use rustls;

@@ -8,6 +8,7 @@ use ws6455_api::{ConnHandle, Data, DataType, Endpoint, ErrorEvent, MessageEvent,
 use ws6455_mio::{SendError, Status};
 
 use crate::server::{ServerInner, WebSocketServer};
+use crate::topics::{Subscriber, TopicError};
 
 /// Callbacks for one connection. Only `on_message` is mandatory.
 ///
@@ -41,6 +42,8 @@ pub(crate) struct ConnInner {
     pub(crate) server: Arc<ServerInner>,
     pub(crate) remote_address: SocketAddr,
     pub(crate) subprotocol: Option<String>,
+    /// The loop the connection lives on (its place in the topic registry).
+    pub(crate) loop_index: usize,
 }
 
 /// A clonable, thread-safe handle on an accepted connection (`ws` in the callbacks).
@@ -119,6 +122,48 @@ impl WebSocketConnection {
     pub fn data_type(&self) -> DataType {
         self.inner.server.options.data_type
     }
+
+    fn subscriber(&self) -> Subscriber<'_> {
+        Subscriber {
+            shared: self.inner.conn.shared(),
+            loop_index: self.inner.loop_index,
+        }
+    }
+
+    /// Subscribes to `topic` (1 to 256 bytes): from now on every publish to it reaches
+    /// this connection, from this node and, with a backplane, from the others (once
+    /// Redis has the subscription: within a few tens of milliseconds). `Ok(false)` when
+    /// already subscribed. Refused when the connection is not open or already holds
+    /// `topics.max_per_connection` topics. Closing removes every subscription.
+    pub fn subscribe(&self, topic: &str) -> Result<bool, TopicError> {
+        self.inner.server.topics.subscribe(self.subscriber(), topic)
+    }
+
+    /// Unsubscribes from `topic`; false when it was not subscribed.
+    pub fn unsubscribe(&self, topic: &str) -> bool {
+        self.inner
+            .server
+            .topics
+            .unsubscribe(self.subscriber(), topic)
+    }
+
+    /// Is this connection subscribed to `topic`?
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.inner.server.topics.holds(self.id(), topic)
+    }
+
+    /// The topics this connection holds.
+    pub fn topics(&self) -> Vec<String> {
+        self.inner.server.topics.topics_of(self.id())
+    }
+
+    /// Sends `data` to every subscriber of `topic` but this connection, on every node
+    /// (see [`WebSocketServer::publish`], which includes everyone). This connection need
+    /// not be subscribed. Returns how many local subscribers it was queued for.
+    pub fn publish(&self, topic: &str, data: impl Into<Data>) -> usize {
+        let message = data.into().into_outgoing();
+        self.inner.server.publish(topic, message, Some(self.id()))
+    }
 }
 
 impl Endpoint for WebSocketConnection {
@@ -147,13 +192,17 @@ impl Endpoint for WebSocketConnection {
     }
 
     fn on_terminate(&self, event: TerminateEvent) {
-        // Out of `connections` before the handler hears of the end.
+        // Out of `connections` and its topics before the handler hears of the end.
         self.inner
             .server
             .connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id());
+        let server = &self.inner.server;
+        server
+            .topics
+            .remove_connection(self.id(), self.inner.loop_index);
         self.inner.handler.on_terminate(self, event);
     }
 }

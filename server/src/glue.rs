@@ -12,7 +12,7 @@ use ws6455_mio::{AcceptProblem, Choices, ConnShared, Decision, Handler};
 use crate::connection::{ConnInner, WebSocketConnection};
 use crate::server::{ServerInner, WebSocketServer};
 use crate::types::{ConnectionEvent, Request};
-use ws6455_api::{ConnHandle, Error, ErrorEvent};
+use ws6455_api::ConnHandle;
 
 /// One loop's view of the server: handed to the loop when it starts running.
 pub(crate) struct Glue {
@@ -36,18 +36,7 @@ impl Glue {
     }
 
     fn server_error(&self, code: u16, message: String, component: &'static str) {
-        let server = self.handle();
-        let errors = vec![Error {
-            code,
-            message,
-            component,
-        }];
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            server
-                .inner
-                .handler
-                .on_error(&server, ErrorEvent { errors })
-        }));
+        self.server().report_error(code, message, component);
     }
 }
 
@@ -99,6 +88,7 @@ impl Handler for Glue {
                 server: inner.clone(),
                 remote_address: remote,
                 subprotocol: subprotocol.clone(),
+                loop_index: self.index,
             }),
         };
         Decision::Accept {

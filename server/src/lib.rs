@@ -29,13 +29,16 @@
 
 #![forbid(unsafe_code)]
 
+mod backplane;
 mod connection;
 mod glue;
 mod server;
+mod topics;
 mod types;
 
 pub use connection::{ConnectionHandler, WebSocketConnection};
 pub use server::{ServerHandler, ServerOptions, WebSocketServer};
+pub use topics::{Backplane, TopicError, TopicOptions, TopicStats, MAX_TOPIC_LEN};
 pub use types::{ConnectionEvent, HttpResponse, Request};
 pub use ws6455_api::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
 pub use ws6455_core::handshake::{Headers, OriginPolicy};
@@ -44,4 +47,4 @@ pub use ws6455_core::Config as ProtocolConfig;
 pub use ws6455_core::DeflateConfig;
 /// TLS configuration helpers ([`ServerOptions::tls`]) and the rustls they build for.
 pub use ws6455_mio::{rustls, tls};
-pub use ws6455_mio::{Backpressure, LoopConfig, SendError, Status};
+pub use ws6455_mio::{Backpressure, LoopConfig, SendError, SlowSubscriber, Status};

@@ -9,6 +9,9 @@ use ws6455_server::{
     Request, ServerHandler, ServerOptions, TerminateEvent, WebSocketConnection, WebSocketServer,
 };
 
+/// The chat room's topic.
+const ROOM: &str = "chat";
+
 const USAGE: &str = "\
 ws6455-server: a WebSocket server (RFC 6455) built on the ws6455 engine.
 
@@ -33,6 +36,9 @@ OPTIONS:
     --tls-cert FILE          serve wss:// (and https:// for the chat page) with this PEM
                              certificate chain (end-entity certificate first)
     --tls-key FILE           the PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
+    --redis URL              share the chat room with every node started with the same
+                             Redis (redis://127.0.0.1:6379): the room is a topic, and
+                             Redis pub/sub carries it between nodes
     -h, --help               print this help
 
 Ctrl-C or SIGTERM closes every connection with 1001 and exits.
@@ -121,6 +127,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--tls-cert" => tls_cert = Some(std::path::PathBuf::from(value()?)),
             "--tls-key" => tls_key = Some(std::path::PathBuf::from(value()?)),
+            "--redis" => {
+                options.topics.backplane = Some(ws6455_server::Backplane::redis(value()?));
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -213,19 +222,35 @@ impl ConnectionHandler for Echo {
     }
 }
 
+/// A member of the chat room: subscribed to its topic, publishing to everyone else in it
+/// (on this node and, with `--redis`, on every other).
 struct ChatMember;
+
+impl ChatMember {
+    /// How the room calls a member: ids are unique per process, so with several nodes the
+    /// node's port tells members apart.
+    fn name(ws: &WebSocketConnection) -> String {
+        let server = ws.wss();
+        match server.backplane() {
+            Some(_) => format!("client {}@{}", ws.id(), server.local_addr().port()),
+            None => format!("client {}", ws.id()),
+        }
+    }
+}
 
 impl ConnectionHandler for ChatMember {
     fn on_open(&self, ws: &WebSocketConnection) {
-        let others = ws.wss().connections().len().saturating_sub(1);
+        let name = Self::name(ws);
+        if let Err(e) = ws.subscribe(ROOM) {
+            log::warn!("{name}: cannot join the room: {e}");
+            return;
+        }
+        let others = ws.wss().subscriber_count(ROOM).saturating_sub(1);
         let _ = ws.send(format!(
-            "welcome! you are client {}; {} other(s) here",
-            ws.id(),
-            others
+            "welcome! you are {name}; {others} other(s) here on this node"
         ));
-        ws.wss()
-            .broadcast(format!("client {} connected", ws.id()), Some(ws.id()));
-        log::info!("client {} connected from {}", ws.id(), ws.remote_address());
+        ws.publish(ROOM, format!("{name} connected"));
+        log::info!("{name} connected from {}", ws.remote_address());
     }
 
     fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
@@ -234,14 +259,14 @@ impl ConnectionHandler for ChatMember {
             Data::Blob(bytes) => format!("({} bytes of binary)", bytes.len()),
             Data::Object(value) => value.to_string(),
         };
-        ws.wss()
-            .broadcast(format!("client {}: {text}", ws.id()), Some(ws.id()));
+        ws.publish(ROOM, format!("{}: {text}", Self::name(ws)));
     }
 
     fn on_terminate(&self, ws: &WebSocketConnection, event: TerminateEvent) {
-        ws.wss()
-            .broadcast(format!("client {} disconnected", ws.id()), Some(ws.id()));
-        log::info!("client {} disconnected (code {})", ws.id(), event.code);
+        // Out of the room already: everyone left hears it.
+        let name = Self::name(ws);
+        ws.wss().publish(ROOM, format!("{name} disconnected"));
+        log::info!("{name} disconnected (code {})", event.code);
     }
 }
 

@@ -9,15 +9,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ws6455_core::encoder::encode_frame;
-use ws6455_core::frame::OpCode;
 use ws6455_core::handshake::OriginPolicy;
-use ws6455_mio::{EventLoop, LoopConfig, LoopHandle};
+use ws6455_mio::{EventLoop, LoopConfig, LoopHandle, Outgoing};
 
+use crate::backplane::Relay;
 use crate::connection::{ConnectionHandler, WebSocketConnection};
 use crate::glue::Glue;
+use crate::topics::{check_name, server_frame, TopicOptions, TopicStats, Topics};
 use crate::types::{ConnectionEvent, HttpResponse, Request};
-use ws6455_api::{Data, DataType, ErrorEvent};
+use ws6455_api::{Data, DataType, Error, ErrorEvent};
 
 /// Callbacks for the server. Only `on_connection` is mandatory.
 pub trait ServerHandler: Send + Sync + 'static {
@@ -41,7 +41,9 @@ pub trait ServerHandler: Send + Sync + 'static {
     }
 
     /// An error occurred on the server (`type = "error"`): a refused handshake, a failing
-    /// callback outside any connection.
+    /// callback outside any connection, the listener out of descriptors, the Redis
+    /// backplane unreachable (once per outage). May run on a loop thread or on the
+    /// backplane's.
     fn on_error(&self, server: &WebSocketServer, event: ErrorEvent) {
         let _ = (server, event);
     }
@@ -90,6 +92,9 @@ pub struct ServerOptions {
     /// [`ws6455_mio::tls::server_config_from_pem_files`] or its siblings (PEM in memory,
     /// DER). `None` (the default) serves plain `ws://`.
     pub tls: Option<Arc<ws6455_mio::rustls::ServerConfig>>,
+    /// Publish/subscribe: the slow-subscriber policy, the per-connection limit and the
+    /// Redis backplane between nodes (none by default: topics are local).
+    pub topics: TopicOptions,
 }
 
 impl Default for ServerOptions {
@@ -103,6 +108,7 @@ impl Default for ServerOptions {
             threads: 1,
             limits: LoopConfig::default(),
             tls: None,
+            topics: TopicOptions::default(),
         }
     }
 }
@@ -117,6 +123,9 @@ pub(crate) struct ServerInner {
     pub(crate) terminated: AtomicBool,
     pub(crate) done: (Mutex<bool>, Condvar),
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) topics: Topics,
+    /// The Redis backplane, when configured.
+    pub(crate) relay: std::sync::OnceLock<Relay>,
 }
 
 impl ServerInner {
@@ -131,10 +140,51 @@ impl ServerInner {
         }
     }
 
+    /// Hands a server-level failure to the handler's `on_error` (its panic caught).
+    pub(crate) fn report_error(
+        self: &Arc<Self>,
+        code: u16,
+        message: String,
+        component: &'static str,
+    ) {
+        let server = WebSocketServer {
+            inner: self.clone(),
+        };
+        let errors = vec![Error {
+            code,
+            message,
+            component,
+        }];
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.handler.on_error(&server, ErrorEvent { errors })
+        }));
+    }
+
+    /// Delivers to this node's subscribers but `except`, and through the backplane to
+    /// the other nodes'. Returns how many local subscribers it was queued for.
+    pub(crate) fn publish(&self, topic: &str, message: Outgoing, except: Option<u64>) -> usize {
+        if check_name(topic).is_err() {
+            return 0;
+        }
+        self.topics.count_publish();
+        let queued = self
+            .topics
+            .deliver_local(topic, &server_frame(&message), except);
+        if let Some(relay) = self.relay.get() {
+            if !relay.publish(topic, &message) {
+                self.topics.relay_lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        queued
+    }
+
     /// Called by each loop as it exits; the last one ends the server.
     pub(crate) fn loop_exited(self: &Arc<Self>) {
         if self.running_loops.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
+        }
+        if let Some(relay) = self.relay.get() {
+            relay.stop();
         }
         self.terminated.store(true, Ordering::Release);
         let server = WebSocketServer {
@@ -182,6 +232,7 @@ impl WebSocketServer {
             loops.push(event_loop);
             handles.push(handle);
         }
+        let topics = Topics::new(handles.clone(), options.topics.clone());
         let inner = Arc::new(ServerInner {
             handler: Arc::new(handler),
             options,
@@ -192,7 +243,14 @@ impl WebSocketServer {
             terminated: AtomicBool::new(false),
             done: (Mutex::new(false), Condvar::new()),
             threads: Mutex::new(Vec::new()),
+            topics,
+            relay: std::sync::OnceLock::new(),
         });
+        if let Some(backplane) = &inner.options.topics.backplane {
+            let changed = inner.topics.changed.clone();
+            let relay = Relay::start(backplane, changed, Arc::downgrade(&inner))?;
+            let _ = inner.relay.set(relay);
+        }
         let server = WebSocketServer { inner };
         // Connections wait in the listen backlog until the loops start: `on_open` comes first.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -303,16 +361,10 @@ impl WebSocketServer {
 
     /// Sends `data` to every open connection except `except` (by id). The frame is encoded
     /// once and shared. Returns how many connections it was queued to (those whose buffer
-    /// is full or that are closing are skipped).
+    /// is full or that are closing are skipped). Local to this node: see
+    /// [`publish`](Self::publish) for topics, which reach other nodes too.
     pub fn broadcast(&self, data: impl Into<Data>, except: Option<u64>) -> usize {
-        let (opcode, payload) = match data.into() {
-            Data::Text(text) => (OpCode::Text, text.into_bytes()),
-            Data::Blob(bytes) => (OpCode::Binary, bytes),
-            Data::Object(value) => (OpCode::Text, value.to_string().into_bytes()),
-        };
-        let mut encoded = Vec::with_capacity(payload.len() + 10);
-        encode_frame(&mut encoded, true, opcode, &payload, None);
-        let frame: Arc<[u8]> = encoded.into();
+        let frame = server_frame(&data.into().into_outgoing());
         self.connections()
             .iter()
             .filter(|ws| Some(ws.id()) != except)
@@ -323,5 +375,31 @@ impl WebSocketServer {
                     .is_ok()
             })
             .count()
+    }
+
+    /// Sends `data` to every subscriber of `topic`: on every loop thread of this server
+    /// and, with a backplane, on every other node. The frame is encoded once; each loop
+    /// gets one command for all its subscribers; a subscriber over its outgoing cap is
+    /// skipped or closed (see [`TopicOptions::slow_subscriber`]) without holding back
+    /// the others. Returns how many local subscribers it was queued for (0 for a name
+    /// that cannot be a topic). Callable from callbacks and from any thread.
+    pub fn publish(&self, topic: &str, data: impl Into<Data>) -> usize {
+        self.inner.publish(topic, data.into().into_outgoing(), None)
+    }
+
+    /// The Redis backplane this server's topics go through, if any.
+    pub fn backplane(&self) -> Option<&crate::Backplane> {
+        self.inner.options.topics.backplane.as_ref()
+    }
+
+    /// How many of this server's connections hold `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.inner.topics.subscriber_count(topic)
+    }
+
+    /// What publishes did since the server started: delivered, skipped or closed slow
+    /// subscribers, relayed through Redis, lost.
+    pub fn topic_stats(&self) -> TopicStats {
+        self.inner.topics.stats()
     }
 }

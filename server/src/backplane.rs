@@ -1,0 +1,390 @@
+//! The Redis backplane: publishes go to Redis and come back to every other node's local
+//! subscribers. Two threads of their own, never a loop thread: the publisher takes
+//! publishes from a bounded queue and sends them in pipelined batches; the subscriber
+//! holds a pub/sub connection subscribed to exactly the topics this node's connections
+//! hold, and hands what other nodes publish to the local registry.
+//!
+//! Redis pub/sub is at-most-once: a publish made while Redis is unreachable (or while
+//! the queue is full) reaches this node's subscribers only, and is counted as lost. An
+//! outage is reported once through the server's `on_error`; both threads reconnect with
+//! backoff and the subscriber subscribes again to every topic held.
+//!
+//! A message on a channel is `1` (format), the publishing node's 8-byte id, `t` or `b`
+//! (text or binary) and the payload; a node skips its own messages, since it delivered
+//! them locally when they were published.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use ws6455_mio::Outgoing;
+
+use crate::server::ServerInner;
+use ws6455_core::frame::OpCode;
+
+use crate::topics::{encode_message, Backplane};
+
+/// Publishes waiting for the publisher thread; past it they are lost (and counted)
+/// rather than held while Redis is slow or away.
+const QUEUE: usize = 8192;
+/// PUBLISH commands sent in one pipeline.
+const BATCH: usize = 256;
+/// How long the subscriber waits for a message before looking at topic changes: the
+/// delay before a new topic is subscribed in Redis.
+const POLL: Duration = Duration::from_millis(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(2);
+const FORMAT: u8 = 1;
+const HEADER: usize = 1 + 8 + 1;
+
+/// The publish of one node, on its way to Redis.
+struct Envelope {
+    channel: String,
+    body: Vec<u8>,
+}
+
+/// What both threads share.
+struct Shared {
+    node: [u8; 8],
+    prefix: String,
+    stop: AtomicBool,
+    /// Set when the topics this node holds change (by the registry); the subscriber
+    /// reconciles.
+    dirty: Arc<AtomicBool>,
+    /// Set while Redis is unreachable: the outage is reported once, when it is set.
+    down: AtomicBool,
+    server: Weak<ServerInner>,
+}
+
+impl Shared {
+    fn failed(&self, what: &str, error: &redis::RedisError) {
+        if self.down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let message = format!(
+            "redis backplane unreachable ({what}: {error}): publishes reach this node only \
+             until it is back; retrying"
+        );
+        log::warn!("{message}");
+        if let Some(server) = self.server.upgrade() {
+            server.report_error(503, message, "redis");
+        }
+    }
+
+    fn recovered(&self) {
+        if self.down.swap(false, Ordering::AcqRel) {
+            log::info!("redis backplane reachable again");
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// Retry delays: doubling from 100 ms to 2 s.
+struct Backoff {
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff { delay: FIRST_RETRY }
+    }
+
+    fn reset(&mut self) {
+        self.delay = FIRST_RETRY;
+    }
+
+    /// The next delay (and doubles the one after).
+    fn next(&mut self) -> Duration {
+        let delay = self.delay;
+        self.delay = (self.delay * 2).min(LAST_RETRY);
+        delay
+    }
+}
+
+/// A server's running backplane.
+pub(crate) struct Relay {
+    shared: Arc<Shared>,
+    outbox: Mutex<Option<SyncSender<Envelope>>>,
+}
+
+impl Relay {
+    /// Checks the URL and starts both threads. Redis need not be up yet: an unreachable
+    /// Redis is an outage like any other.
+    pub(crate) fn start(
+        config: &Backplane,
+        topics_changed: Arc<AtomicBool>,
+        server: Weak<ServerInner>,
+    ) -> std::io::Result<Relay> {
+        let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("redis URL {:?}: {e}", config.redis_url),
+            )
+        })?;
+        let mut node = [0; 8];
+        getrandom::getrandom(&mut node).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            node,
+            prefix: config.channel_prefix.clone(),
+            stop: AtomicBool::new(false),
+            dirty: topics_changed,
+            down: AtomicBool::new(false),
+            server,
+        });
+        let (outbox, inbox) = std::sync::mpsc::sync_channel(QUEUE);
+        // The threads hold no strong reference to the server and end on `stop`.
+        {
+            let (client, shared) = (client.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("ws6455-redis-pub".into())
+                .spawn(move || run_publisher(client, inbox, shared))?;
+        }
+        {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("ws6455-redis-sub".into())
+                .spawn(move || run_subscriber(client, shared))?;
+        }
+        Ok(Relay {
+            shared,
+            outbox: Mutex::new(Some(outbox)),
+        })
+    }
+
+    /// Queues a publish for the other nodes; false when it is lost (queue full, stopped).
+    pub(crate) fn publish(&self, topic: &str, message: &Outgoing) -> bool {
+        let (kind, payload) = match message {
+            Outgoing::Text(text) => (b't', text.as_bytes()),
+            Outgoing::Binary(bytes) => (b'b', bytes.as_slice()),
+        };
+        let mut body = Vec::with_capacity(HEADER + payload.len());
+        body.push(FORMAT);
+        body.extend_from_slice(&self.shared.node);
+        body.push(kind);
+        body.extend_from_slice(payload);
+        let envelope = Envelope {
+            channel: format!("{}{topic}", self.shared.prefix),
+            body,
+        };
+        let outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        match outbox.as_ref().map(|tx| tx.try_send(envelope)) {
+            Some(Ok(())) => true,
+            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => false,
+        }
+    }
+
+    /// Tells both threads to end: the publisher at once, the subscriber within [`POLL`]
+    /// (or its connect timeout). Not waited for: they touch nothing once stopped.
+    pub(crate) fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        // Dropping the sender ends the publisher's wait.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+fn lost(shared: &Shared, count: usize) {
+    if let Some(server) = shared.server.upgrade() {
+        server
+            .topics
+            .relay_lost
+            .fetch_add(count as u64, Ordering::Relaxed);
+    }
+}
+
+fn run_publisher(client: redis::Client, inbox: Receiver<Envelope>, shared: Arc<Shared>) {
+    let mut link: Option<redis::Connection> = None;
+    let mut backoff = Backoff::new();
+    let mut retry_at = Instant::now();
+    while let Ok(first) = inbox.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match inbox.try_recv() {
+                Ok(envelope) => batch.push(envelope),
+                Err(_) => break,
+            }
+        }
+        if shared.stopped() {
+            return;
+        }
+        // During an outage, publishes between two attempts are not tried: they would
+        // wait for a connect timeout each. The subscriber seeing Redis back ends the wait.
+        let down = shared.down.load(Ordering::Acquire);
+        if link.is_none() && down && Instant::now() < retry_at {
+            lost(&shared, batch.len());
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        for envelope in &batch {
+            pipe.cmd("PUBLISH")
+                .arg(&envelope.channel)
+                .arg(&envelope.body)
+                .ignore();
+        }
+        // Twice: a connection that went stale while Redis restarted fails once, then a
+        // new one succeeds.
+        let mut result = Err(None);
+        for _ in 0..2 {
+            if link.is_none() {
+                match client.get_connection_with_timeout(CONNECT_TIMEOUT) {
+                    Ok(connection) => link = Some(connection),
+                    Err(error) => {
+                        result = Err(Some(error));
+                        break;
+                    }
+                }
+            }
+            let Some(connection) = link.as_mut() else {
+                break;
+            };
+            match pipe.query::<()>(connection) {
+                Ok(()) => {
+                    result = Ok(());
+                    break;
+                }
+                Err(error) => {
+                    link = None;
+                    result = Err(Some(error));
+                }
+            }
+        }
+        match result {
+            Ok(()) => {
+                backoff.reset();
+                shared.recovered();
+                if let Some(server) = shared.server.upgrade() {
+                    let sent = batch.len() as u64;
+                    server.topics.relayed_out.fetch_add(sent, Ordering::Relaxed);
+                }
+            }
+            Err(error) => {
+                lost(&shared, batch.len());
+                if let Some(error) = error {
+                    shared.failed("publishing", &error);
+                }
+                retry_at = Instant::now() + backoff.next();
+            }
+        }
+    }
+}
+
+/// Sleeps `delay` in short steps, returning early when the relay stops.
+fn pause(shared: &Shared, delay: Duration) {
+    let until = Instant::now() + delay;
+    while !shared.stopped() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(POLL));
+    }
+}
+
+fn run_subscriber(client: redis::Client, shared: Arc<Shared>) {
+    let mut backoff = Backoff::new();
+    while !shared.stopped() {
+        let result = client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .and_then(|mut link| listen(&mut link, &shared, &mut backoff));
+        match result {
+            Ok(()) => return,
+            Err(error) => {
+                shared.failed("subscribing", &error);
+                pause(&shared, backoff.next());
+            }
+        }
+    }
+}
+
+/// Follows this node's topics and delivers other nodes' messages until the relay stops
+/// (`Ok`) or the connection fails.
+fn listen(
+    link: &mut redis::Connection,
+    shared: &Shared,
+    backoff: &mut Backoff,
+) -> redis::RedisResult<()> {
+    let mut pubsub = link.as_pubsub();
+    pubsub.set_read_timeout(Some(POLL))?;
+    // A fresh connection holds no subscriptions: make every topic count as new.
+    let mut held: HashSet<String> = HashSet::new();
+    shared.dirty.store(true, Ordering::Release);
+    let mut confirmed = false;
+    loop {
+        if shared.stopped() {
+            return Ok(());
+        }
+        if shared.dirty.swap(false, Ordering::AcqRel) {
+            let Some(server) = shared.server.upgrade() else {
+                return Ok(());
+            };
+            let wanted: HashSet<String> = server.topics.names().into_iter().collect();
+            drop(server);
+            let channels = |topics: Vec<&String>| -> Vec<String> {
+                topics
+                    .into_iter()
+                    .map(|t| format!("{}{t}", shared.prefix))
+                    .collect()
+            };
+            let added = channels(wanted.difference(&held).collect());
+            let removed = channels(held.difference(&wanted).collect());
+            if !added.is_empty() {
+                pubsub.subscribe(added)?;
+            }
+            if !removed.is_empty() {
+                pubsub.unsubscribe(removed)?;
+            }
+            held = wanted;
+        }
+        if !confirmed {
+            // Reachable and answering: the outage, if any, is over.
+            pubsub.ping::<redis::Value>()?;
+            confirmed = true;
+            backoff.reset();
+            shared.recovered();
+        }
+        match pubsub.get_message() {
+            Ok(message) => {
+                let channel = message.get_channel_name();
+                let Some(topic) = channel.strip_prefix(shared.prefix.as_str()) else {
+                    continue;
+                };
+                if !deliver(shared, topic, message.get_payload_bytes()) {
+                    lost(shared, 1);
+                }
+            }
+            Err(error) if error.is_timeout() => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Hands another node's publish to the local subscribers; false for a malformed one
+/// (not ours: wrong format, text that is not UTF-8).
+fn deliver(shared: &Shared, topic: &str, body: &[u8]) -> bool {
+    if body.len() < HEADER || body[0] != FORMAT {
+        log::debug!("redis backplane: malformed message on topic {topic:?}: dropped");
+        return false;
+    }
+    if body[1..9] == shared.node {
+        return true;
+    }
+    let payload = &body[HEADER..];
+    let opcode = match body[9] {
+        b't' if std::str::from_utf8(payload).is_ok() => OpCode::Text,
+        b'b' => OpCode::Binary,
+        _ => return false,
+    };
+    let Some(server) = shared.server.upgrade() else {
+        return true;
+    };
+    server.topics.relayed_in.fetch_add(1, Ordering::Relaxed);
+    server
+        .topics
+        .deliver_local(topic, &encode_message(opcode, payload), None);
+    true
+}
