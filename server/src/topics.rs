@@ -226,7 +226,7 @@ impl Topics {
             .topics
             .entry(topic.to_owned())
             .or_insert_with(|| Topic {
-                per_loop: vec![Arc::new(Vec::new()); loops],
+                per_loop: (0..loops).map(|_| Arc::default()).collect(),
                 count: 0,
             });
         Arc::make_mut(&mut entry.per_loop[who.loop_index]).push(who.shared.clone());
