@@ -27,6 +27,7 @@ impl<H: Handler> Running<H> {
     /// connection's queued commands itself, and must find them all still queued, or one
     /// connection's sends would be reordered. Commands queued meanwhile wait for the next
     /// turn (the poll does not sleep then), so a producer thread cannot starve reads.
+    /// What the commands wrote goes out at the end, one write per connection.
     pub(crate) fn run_commands(&mut self) {
         let inner = self.handle.inner.clone();
         let commands = &inner.commands;
@@ -67,8 +68,9 @@ impl<H: Handler> Running<H> {
                 continue;
             };
             command.apply(core, now);
-            self.update(key);
+            self.defer_update(key);
         }
+        self.flush_deferred();
     }
 
     /// Takes in a client connection whose handshake is done: registers it, runs `on_open`,

@@ -54,6 +54,9 @@ pub(crate) struct Conn<C> {
     /// The poller reported the peer's end of the stream (or an error): a short read no
     /// longer proves that nothing more is to be read, since the end itself is.
     pub(crate) read_closed: bool,
+    /// Listed in the loop's `deferred`: commands wrote into its buffer, and one
+    /// `update` (one write) after all of them sends it.
+    pub(crate) update_deferred: bool,
 }
 
 impl<C> Conn<C> {
@@ -70,6 +73,7 @@ impl<C> Conn<C> {
             errored: false,
             eof: false,
             read_closed: false,
+            update_deferred: false,
         }
     }
 

@@ -137,6 +137,7 @@ impl EventLoop {
             tls_buf: Vec::new(),
             shutdown: None,
             accept: AcceptState::Waiting,
+            deferred: Vec::new(),
         }
         .run();
     }
@@ -162,6 +163,8 @@ pub(crate) struct Running<H: Handler> {
     /// Set once shutting down; holds the deadline after which connections are destroyed.
     pub(crate) shutdown: Option<Option<Instant>>,
     pub(crate) accept: AcceptState,
+    /// Connections that commands wrote to during this turn, to update once at its end.
+    pub(crate) deferred: Vec<usize>,
 }
 
 /// Where the listener is.
@@ -504,6 +507,37 @@ impl<H: Handler> Running<H> {
                 conn.scheduled = Some(deadline);
                 self.timers.push(Reverse((deadline, key, conn.shared.id())));
             }
+        }
+    }
+
+    /// Notes that a command wrote into the connection's buffer: its `update` (the write
+    /// included) waits for [`flush_deferred`](Self::flush_deferred), so that every
+    /// command of a turn costs one write per connection, not one each. The buffered
+    /// amount is published now, for the cap checks of the commands that follow.
+    pub(crate) fn defer_update(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.shared.set_unwritten(conn.unwritten());
+        if !conn.update_deferred {
+            conn.update_deferred = true;
+            self.deferred.push(key);
+        }
+    }
+
+    /// Updates every connection [`defer_update`](Self::defer_update) noted.
+    pub(crate) fn flush_deferred(&mut self) {
+        let mut keys = std::mem::take(&mut self.deferred);
+        for &key in &keys {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.update_deferred = false;
+            }
+            self.update(key);
+        }
+        // The allocation is kept for the next turn.
+        keys.clear();
+        if self.deferred.is_empty() {
+            self.deferred = keys;
         }
     }
 

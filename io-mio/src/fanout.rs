@@ -71,8 +71,8 @@ pub struct FanOut {
 }
 
 impl<H: Handler> Running<H> {
-    /// Writes the frame into every open target's buffer and flushes each (one write per
-    /// target: its own sends queued before the fan-out have already gone in).
+    /// Writes the frame into every open target's buffer, after what was sent to it
+    /// before; the writes wait for the end of the turn's commands (one per target).
     pub(crate) fn fan_out(&mut self, fan: FanOut, now: Instant) {
         let (mut delivered, mut skipped, mut closed) = (0, 0, 0);
         for target in fan.targets.iter() {
@@ -98,7 +98,7 @@ impl<H: Handler> Running<H> {
                             "too slow to keep up with its subscriptions",
                         );
                         closed += 1;
-                        self.update(key);
+                        self.defer_update(key);
                     }
                 }
                 continue;
@@ -106,7 +106,7 @@ impl<H: Handler> Running<H> {
             if core.send_encoded(&fan.frame).is_ok() {
                 delivered += 1;
             }
-            self.update(key);
+            self.defer_update(key);
         }
         fan.tally.add(delivered, skipped, closed);
     }

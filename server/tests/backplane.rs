@@ -60,7 +60,10 @@ fn program(name: &str) -> PathBuf {
 fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + WAIT;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} is not listening on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} is not listening on {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -90,10 +93,14 @@ fn start_node(port: u16, redis: u16, log: &Path) -> Killed {
 
 /// nginx with `deploy/nginx.conf`, its three ports replaced.
 fn start_nginx(dir: &Path, front: u16, nodes: [u16; 2]) -> Killed {
-    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx.conf"))
-        .unwrap();
+    let conf =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx.conf"))
+            .unwrap();
     for port in ["8080", "8081", "8082"] {
-        assert!(conf.contains(&format!("127.0.0.1:{port}")), "deploy/nginx.conf changed");
+        assert!(
+            conf.contains(&format!("127.0.0.1:{port}")),
+            "deploy/nginx.conf changed"
+        );
     }
     let conf = conf
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{front}"))
@@ -143,7 +150,10 @@ fn next_text(ws: &mut Client, within: Duration) -> Option<String> {
             Ok(Message::Text(text)) => return Some(text.to_string()),
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => panic!("connection failed: {e}"),
         }
     }
@@ -191,7 +201,11 @@ fn count(log: &Path, needle: &str) -> usize {
 fn wait_for_log(log: &Path, needle: &str) {
     let deadline = Instant::now() + WAIT;
     while count(log, needle) == 0 {
-        assert!(Instant::now() < deadline, "no {needle:?} in {}", log.display());
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {}",
+            log.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -242,7 +256,10 @@ fn two_nodes_behind_nginx_share_a_room_through_redis_and_survive_its_outage() {
         if numsub.1 == 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "nodes not subscribed: {numsub:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nodes not subscribed: {numsub:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 

@@ -199,7 +199,9 @@ fn subscriptions_made_from_another_thread_work_and_closing_ends_them() {
 
     ws.close(None).unwrap();
     let _ = ws.read();
-    wait_until("the topic to empty", || server.subscriber_count("news") == 0);
+    wait_until("the topic to empty", || {
+        server.subscriber_count("news") == 0
+    });
     assert!(conn.topics().is_empty());
     assert_eq!(server.publish("news", "nobody"), 0);
     match conn.subscribe("news") {
