@@ -159,15 +159,7 @@ impl Relay {
 
     /// Queues a publish for the other nodes; false when it is lost (queue full, stopped).
     pub(crate) fn publish(&self, topic: &str, message: &Outgoing) -> bool {
-        let (kind, payload) = match message {
-            Outgoing::Text(text) => (b't', text.as_bytes()),
-            Outgoing::Binary(bytes) => (b'b', bytes.as_slice()),
-        };
-        let mut body = Vec::with_capacity(HEADER + payload.len());
-        body.push(FORMAT);
-        body.extend_from_slice(&self.shared.node);
-        body.push(kind);
-        body.extend_from_slice(payload);
+        let body = encode_body(&self.shared.node, message);
         let envelope = Envelope {
             channel: format!("{}{topic}", self.shared.prefix),
             body,
@@ -363,21 +355,55 @@ fn listen(
     }
 }
 
-/// Hands another node's publish to the local subscribers; false for a malformed one
-/// (not ours: wrong format, text that is not UTF-8).
-fn deliver(shared: &Shared, topic: &str, body: &[u8]) -> bool {
+/// What a message on one of our channels is.
+#[derive(Debug, PartialEq, Eq)]
+enum Body<'a> {
+    /// This node's own publish, delivered locally when it was made.
+    Own,
+    /// Another node's publish.
+    Message(OpCode, &'a [u8]),
+    /// Not ours: wrong format, unknown kind, text that is not UTF-8.
+    Malformed,
+}
+
+/// A publish as it travels on its channel: format, node id, kind, payload.
+fn encode_body(node: &[u8; 8], message: &Outgoing) -> Vec<u8> {
+    let (kind, payload) = match message {
+        Outgoing::Text(text) => (b't', text.as_bytes()),
+        Outgoing::Binary(bytes) => (b'b', bytes.as_slice()),
+    };
+    let mut body = Vec::with_capacity(HEADER + payload.len());
+    body.push(FORMAT);
+    body.extend_from_slice(node);
+    body.push(kind);
+    body.extend_from_slice(payload);
+    body
+}
+
+fn decode_body<'a>(node: &[u8; 8], body: &'a [u8]) -> Body<'a> {
     if body.len() < HEADER || body[0] != FORMAT {
-        log::debug!("redis backplane: malformed message on topic {topic:?}: dropped");
-        return false;
+        return Body::Malformed;
     }
-    if body[1..9] == shared.node {
-        return true;
+    if body[1..9] == node[..] {
+        return Body::Own;
     }
     let payload = &body[HEADER..];
-    let opcode = match body[9] {
-        b't' if std::str::from_utf8(payload).is_ok() => OpCode::Text,
-        b'b' => OpCode::Binary,
-        _ => return false,
+    match body[9] {
+        b't' if std::str::from_utf8(payload).is_ok() => Body::Message(OpCode::Text, payload),
+        b'b' => Body::Message(OpCode::Binary, payload),
+        _ => Body::Malformed,
+    }
+}
+
+/// Hands another node's publish to the local subscribers; false for a malformed one.
+fn deliver(shared: &Shared, topic: &str, body: &[u8]) -> bool {
+    let (opcode, payload) = match decode_body(&shared.node, body) {
+        Body::Own => return true,
+        Body::Malformed => {
+            log::debug!("redis backplane: malformed message on topic {topic:?}: dropped");
+            return false;
+        }
+        Body::Message(opcode, payload) => (opcode, payload),
     };
     let Some(server) = shared.server.upgrade() else {
         return true;
@@ -387,4 +413,57 @@ fn deliver(shared: &Shared, topic: &str, body: &[u8]) -> bool {
         .topics
         .deliver_local(topic, &encode_message(opcode, payload), None);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const US: [u8; 8] = *b"our-node";
+    const THEM: [u8; 8] = *b"elsewher";
+
+    proptest! {
+        #[test]
+        fn any_publish_of_another_node_decodes_as_it_was_sent(
+            text in ".*",
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let body = encode_body(&THEM, &Outgoing::Text(text.clone()));
+            prop_assert_eq!(decode_body(&US, &body), Body::Message(OpCode::Text, text.as_bytes()));
+            prop_assert_eq!(decode_body(&THEM, &body), Body::Own);
+            let body = encode_body(&THEM, &Outgoing::Binary(bytes.clone()));
+            prop_assert_eq!(decode_body(&US, &body), Body::Message(OpCode::Binary, &bytes[..]));
+        }
+
+        #[test]
+        fn arbitrary_bytes_on_a_channel_never_panic(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_body(&US, &body);
+        }
+    }
+
+    #[test]
+    fn what_is_not_ours_is_malformed() {
+        let text = encode_body(&THEM, &Outgoing::Text("hi".into()));
+        assert_eq!(decode_body(&US, &text[..HEADER - 1]), Body::Malformed);
+        let mut other_format = text.clone();
+        other_format[0] = 2;
+        assert_eq!(decode_body(&US, &other_format), Body::Malformed);
+        let mut other_kind = text.clone();
+        other_kind[9] = b'x';
+        assert_eq!(decode_body(&US, &other_kind), Body::Malformed);
+        let mut not_utf8 = text;
+        not_utf8.push(0xff);
+        assert_eq!(decode_body(&US, &not_utf8), Body::Malformed);
+        assert_eq!(decode_body(&US, b"hello from redis-cli"), Body::Malformed);
+    }
+
+    #[test]
+    fn retries_double_up_to_two_seconds_and_start_over_after_success() {
+        let mut backoff = Backoff::new();
+        let delays: Vec<u64> = (0..7).map(|_| backoff.next().as_millis() as u64).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 2000, 2000]);
+        backoff.reset();
+        assert_eq!(backoff.next(), FIRST_RETRY);
+    }
 }

@@ -26,6 +26,37 @@
 //!
 //! Callbacks run on the loop threads; `send` and `terminate` work from callbacks and from
 //! any other thread. See [`ConnectionHandler`] for the callback order guarantee.
+//!
+//! Topics: connections subscribe to named topics, and a publish reaches every subscriber
+//! on every loop thread and, with a [`Backplane`] (Redis), on every node:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ws6455_server::*;
+//!
+//! struct Member;
+//! impl ConnectionHandler for Member {
+//!     fn on_open(&self, ws: &WebSocketConnection) {
+//!         ws.subscribe("room").unwrap();
+//!     }
+//!     fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
+//!         // Everyone in the room but the sender, on every node.
+//!         ws.publish("room", event.data);
+//!     }
+//! }
+//!
+//! struct App;
+//! impl ServerHandler for App {
+//!     fn on_connection(&self, _: &WebSocketServer, _: &ConnectionEvent) -> Option<Arc<dyn ConnectionHandler>> {
+//!         Some(Arc::new(Member))
+//!     }
+//! }
+//!
+//! let mut options = ServerOptions::default();
+//! options.topics.backplane = Some(Backplane::redis("redis://127.0.0.1:6379"));
+//! let server = WebSocketServer::new(App, options).unwrap();
+//! server.publish("room", "from the server, to everyone");
+//! ```
 
 #![forbid(unsafe_code)]
 
