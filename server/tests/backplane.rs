@@ -307,3 +307,198 @@ fn two_nodes_behind_nginx_share_a_room_through_redis_and_survive_its_outage() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// In-process nodes on a real Redis: what each node holds in Redis, exactly one delivery
+/// per publish, and the outage through `on_error` itself.
+mod in_process {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use ws6455_server::*;
+
+    struct Joins;
+    impl ConnectionHandler for Joins {
+        fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
+            let Data::Text(text) = event.data else { return };
+            match text.split_once(' ') {
+                Some(("sub", topic)) => {
+                    ws.subscribe(topic).unwrap();
+                    ws.send("ok").unwrap();
+                }
+                Some(("unsub", topic)) => {
+                    ws.unsubscribe(topic);
+                    ws.send("ok").unwrap();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    struct Node {
+        errors: Arc<Mutex<Vec<Error>>>,
+    }
+    impl ServerHandler for Node {
+        fn on_connection(
+            &self,
+            _: &WebSocketServer,
+            _: &ConnectionEvent,
+        ) -> Option<Arc<dyn ConnectionHandler>> {
+            Some(Arc::new(Joins))
+        }
+        fn on_error(&self, _: &WebSocketServer, event: ErrorEvent) {
+            self.errors.lock().unwrap().extend(event.errors);
+        }
+    }
+
+    fn node(redis: u16) -> (WebSocketServer, Arc<Mutex<Vec<Error>>>) {
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let mut options = ServerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ServerOptions::default()
+        };
+        options.topics.backplane = Some(Backplane::redis(format!("redis://127.0.0.1:{redis}")));
+        let node = Node {
+            errors: errors.clone(),
+        };
+        (WebSocketServer::new(node, options).unwrap(), errors)
+    }
+
+    fn client(server: &WebSocketServer) -> Client {
+        let stream = TcpStream::connect(server.local_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        tungstenite::client(format!("ws://{}/", server.local_addr()), stream)
+            .unwrap()
+            .0
+    }
+
+    fn command(ws: &mut Client, text: &str) {
+        ws.send(Message::text(text)).unwrap();
+        assert_eq!(next_text(ws, WAIT).as_deref(), Some("ok"));
+    }
+
+    /// The node subscriber counts Redis has for each channel.
+    fn numsub(admin: &mut redis::Connection, channels: &[&str]) -> Vec<u32> {
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg("NUMSUB");
+        for channel in channels {
+            cmd.arg(*channel);
+        }
+        let answer: Vec<(String, u32)> = cmd.query(admin).unwrap();
+        answer.into_iter().map(|(_, n)| n).collect()
+    }
+
+    fn wait_numsub(admin: &mut redis::Connection, channels: &[&str], want: &[u32]) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = numsub(admin, channels);
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{channels:?}: {got:?}, not {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_node_holds_in_redis_only_its_topics_and_delivers_each_publish_once() {
+        let redis_port = free_port();
+        let _redis = start_redis(redis_port);
+        let mut admin = redis::Client::open(format!("redis://127.0.0.1:{redis_port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let (a, _) = node(redis_port);
+        let (b, _) = node(redis_port);
+        let channels = ["ws6455:news", "ws6455:sport"];
+        wait_numsub(&mut admin, &channels, &[0, 0]);
+
+        let mut on_a = client(&a);
+        let mut on_b = client(&b);
+        let mut also_on_b = client(&b);
+        command(&mut on_a, "sub news");
+        command(&mut on_b, "sub news");
+        command(&mut also_on_b, "sub news");
+        command(&mut also_on_b, "sub sport");
+        // One Redis subscription per node and topic, however many local subscribers.
+        wait_numsub(&mut admin, &channels, &[2, 1]);
+
+        // Each subscriber once: A's from its own loop, B's through Redis.
+        assert_eq!(a.publish("news", "from A"), 1);
+        for ws in [&mut on_a, &mut on_b, &mut also_on_b] {
+            assert_eq!(next_text(ws, WAIT).as_deref(), Some("from A"));
+        }
+        assert_eq!(b.publish("sport", "only B"), 1);
+        assert_eq!(next_text(&mut also_on_b, WAIT).as_deref(), Some("only B"));
+        for ws in [&mut on_a, &mut on_b, &mut also_on_b] {
+            assert_eq!(
+                next_text(ws, Duration::from_millis(300)),
+                None,
+                "a copy too many"
+            );
+        }
+        let (a_stats, b_stats) = (a.topic_stats(), b.topic_stats());
+        assert_eq!((a_stats.relayed_out, a_stats.relayed_in), (1, 0));
+        assert_eq!((b_stats.relayed_out, b_stats.relayed_in), (1, 1));
+
+        // The last local subscriber leaving ends the node's Redis subscription.
+        command(&mut also_on_b, "unsub sport");
+        wait_numsub(&mut admin, &channels, &[2, 0]);
+        command(&mut on_b, "unsub news");
+        wait_numsub(&mut admin, &channels, &[2, 0]);
+        also_on_b.close(None).unwrap();
+        wait_numsub(&mut admin, &channels, &[1, 0]);
+    }
+
+    #[test]
+    fn an_outage_is_one_error_and_the_node_resubscribes_when_redis_is_back() {
+        let redis_port = free_port();
+        let redis = start_redis(redis_port);
+        let (a, a_errors) = node(redis_port);
+        let (b, b_errors) = node(redis_port);
+        let mut on_a = client(&a);
+        let mut on_b = client(&b);
+        command(&mut on_a, "sub t");
+        command(&mut on_b, "sub t");
+        let mut admin = redis::Client::open(format!("redis://127.0.0.1:{redis_port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        wait_numsub(&mut admin, &["ws6455:t"], &[2]);
+        drop(admin);
+
+        drop(redis);
+        let deadline = Instant::now() + WAIT;
+        while a_errors.lock().unwrap().is_empty() || b_errors.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the outage was not reported");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Publishes during the outage: local delivery, lost across, no more errors.
+        for n in 0..50 {
+            assert_eq!(a.publish("t", format!("during {n}")), 1);
+        }
+        for n in 0..50 {
+            assert_eq!(next_text(&mut on_a, WAIT), Some(format!("during {n}")));
+        }
+        assert_eq!(next_text(&mut on_b, Duration::from_millis(300)), None);
+        for errors in [&a_errors, &b_errors] {
+            let errors = errors.lock().unwrap();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!((errors[0].code, errors[0].component), (503, "redis"));
+        }
+
+        let _redis = start_redis(redis_port);
+        let mut admin = redis::Client::open(format!("redis://127.0.0.1:{redis_port}"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        wait_numsub(&mut admin, &["ws6455:t"], &[2]);
+        a.publish("t", "after");
+        assert_eq!(next_text(&mut on_b, WAIT).as_deref(), Some("after"));
+        assert!(a.topic_stats().relay_lost > 0);
+        assert_eq!(a_errors.lock().unwrap().len(), 1);
+    }
+}
