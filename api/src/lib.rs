@@ -99,7 +99,8 @@ pub struct Error {
     pub code: u16,
     /// What happened.
     pub message: String,
-    /// Which component raised it: `"connection"`, `"handshake"`, `"tls"`, `"server"`.
+    /// Which component raised it: `"connection"`, `"handshake"`, `"tls"`, `"listener"`,
+    /// `"server"` (a server handler callback panicked), `"redis"` (the backplane).
     pub component: &'static str,
 }
 

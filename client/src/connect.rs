@@ -233,7 +233,7 @@ pub(crate) fn open(
     };
     let random = Box::new(OsRandom::new());
     let mut connector = Connector::new(&request, offer.config.clone(), random, Instant::now())
-        .map_err(|e| ConnectError::InvalidHeader(e.name))?;
+        .map_err(ConnectError::InvalidHeader)?;
     let socket = connect_tcp(url, deadline, timeout)?;
     let _ = socket.set_nodelay(true);
     let socket = DeadlineSocket { socket, deadline };

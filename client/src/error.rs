@@ -57,8 +57,10 @@ pub enum ConnectError {
     /// The server's permessage-deflate answer breaks RFC 7692 (unknown parameter, a window
     /// larger than offered...).
     Extension(ws6455_core::deflate::DeflateResponseError),
-    /// An extra header would corrupt the request (a newline in a value, a bad name).
-    InvalidHeader(String),
+    /// An extra header cannot be sent: it would corrupt the request (a newline in a
+    /// value, a bad name) or is one the handshake writes itself (Host, Upgrade,
+    /// Connection, Sec-WebSocket-*). Nothing was sent.
+    InvalidHeader(ws6455_core::handshake::InvalidHeader),
     /// The connection failed during the handshake (reset, closed early...).
     Io(io::Error),
     /// The event loop that was to drive the connection has stopped.
@@ -91,12 +93,7 @@ impl fmt::Display for ConnectError {
                 write!(f, "server refused the upgrade: {status} {reason}")
             }
             ConnectError::Handshake(e) => write!(f, "invalid handshake response: {e}"),
-            ConnectError::InvalidHeader(name) => {
-                write!(
-                    f,
-                    "header {name:?} cannot be sent (bad name or newline in value)"
-                )
-            }
+            ConnectError::InvalidHeader(e) => e.fmt(f),
             ConnectError::Io(e) => write!(f, "connection failed during the handshake: {e}"),
             ConnectError::Extension(e) => write!(f, "invalid extension answer: {e}"),
             ConnectError::LoopGone => f.write_str("the client event loop has stopped"),

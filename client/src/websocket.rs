@@ -21,7 +21,7 @@ use ws6455_core::url::WsUrl;
 /// one `on_error` (which stops the processing of the connection), then `on_terminate`
 /// exactly once, last. Callbacks run on the client's loop thread; a panic in one is
 /// caught and fails this connection only (`on_error`, then close 1011).
-pub trait ClientHandler: Send + Sync + 'static {
+pub trait ClientHandler: std::any::Any + Send + Sync {
     /// How messages are delivered: text (the default), blob or object (JSON).
     fn data_type(&self) -> DataType {
         DataType::Text
@@ -253,6 +253,13 @@ impl WebSocket {
     /// The handler given to [`new`](Self::new).
     pub fn handler(&self) -> &Arc<dyn ClientHandler> {
         &self.inner.handler
+    }
+
+    /// The handler given to [`new`](Self::new) as its own type, with its fields;
+    /// `None` when it is of another type.
+    pub fn handler_as<T: std::any::Any>(&self) -> Option<&T> {
+        let handler: &dyn std::any::Any = &*self.inner.handler;
+        handler.downcast_ref()
     }
 
     /// The subprotocol the server chose, one of those offered.

@@ -361,6 +361,38 @@ fn refusals_and_failures_say_why() {
     ));
 }
 
+#[test]
+fn headers_that_would_duplicate_the_handshakes_are_refused_before_connecting() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    for name in [
+        "Host",
+        "sec-websocket-key",
+        "Upgrade",
+        "Sec-WebSocket-Protocol",
+    ] {
+        let handler = Recorder {
+            headers: vec![(name.into(), "x".into())],
+            ..Recorder::default()
+        };
+        match WebSocket::new(&format!("ws://{addr}/"), handler) {
+            Err(ConnectError::InvalidHeader(e)) => {
+                assert_eq!(e.name, name);
+                assert!(
+                    e.to_string().contains("handshake") || e.to_string().contains("subprotocol"),
+                    "{e}"
+                );
+            }
+            Err(other) => panic!("{name}: {other}"),
+            Ok(_) => panic!("{name}: connected"),
+        }
+    }
+    // Refused before any connection was made.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(listener.accept().is_err(), "a connection was opened");
+}
+
 /// A raw server: accepts one connection, reads the request, writes `answer`, then keeps
 /// the socket open until the client goes (bounded).
 fn raw_server(answer: impl Fn(&str) -> Vec<u8> + Send + 'static) -> std::net::SocketAddr {
@@ -591,4 +623,64 @@ fn against_tungstenite_server() {
         ]
     );
     assert_eq!((end.code, end.was_clean), (1001, true));
+}
+
+#[test]
+fn a_client_loop_stopping_during_connect_gives_an_error_or_a_connection_that_ends() {
+    // Regression (probabilistic: the window is the loop's last turn): a loop that stops
+    // while `WebSocket::with_options` hands it the connection must either refuse it
+    // (`LoopGone`) or run it, callbacks included, never lose it.
+    let (server, _) = our_server(false, None);
+    let url = format!("ws://{}/", server.local_addr());
+    let (mut refused, mut ran) = (0, 0);
+    for i in 0..200u64 {
+        let event_loop = ClientLoop::new().unwrap();
+        let stopper = {
+            let event_loop = event_loop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_micros(i * 5));
+                event_loop.shutdown(None);
+            })
+        };
+        let options = ClientOptions {
+            event_loop: Some(event_loop),
+            ..ClientOptions::default()
+        };
+        let recorder = Recorder::default();
+        match WebSocket::with_options(&url, recorder.clone(), options) {
+            Ok(ws) => {
+                assert!(ws.wait(Some(WAIT)).is_some(), "iteration {i}: never ended");
+                let entries = recorder.entries();
+                assert!(
+                    entries.first().is_some_and(|e| e.starts_with("open")),
+                    "{entries:?}"
+                );
+                assert!(
+                    entries.last().is_some_and(|e| e.starts_with("terminate")),
+                    "{entries:?}"
+                );
+                ran += 1;
+            }
+            Err(ConnectError::LoopGone) => refused += 1,
+            Err(other) => panic!("iteration {i}: {other}"),
+        }
+        stopper.join().unwrap();
+    }
+    eprintln!("{ran} connections ran, {refused} refused");
+}
+
+#[test]
+fn handler_gives_back_the_applications_own_type() {
+    let (server, _) = our_server(false, None);
+    let recorder = Recorder::default();
+    let ws = WebSocket::new(&format!("ws://{}/", server.local_addr()), recorder.clone()).unwrap();
+    let mine = ws.handler_as::<Recorder>().expect("the handler's own type");
+    assert!(Arc::ptr_eq(&mine.log, &recorder.log));
+    struct Other;
+    impl ClientHandler for Other {
+        fn on_message(&self, _: &WebSocket, _: MessageEvent) {}
+    }
+    assert!(ws.handler_as::<Other>().is_none());
+    ws.terminate(None, None).unwrap();
+    assert!(ws.wait(Some(WAIT)).is_some());
 }

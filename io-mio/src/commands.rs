@@ -125,6 +125,7 @@ impl<H: Handler> Running<H> {
         open(inner, conn, now);
         if let Phase::Open { core, .. } = &mut conn.phase {
             if self.shutdown.is_some() && core.state() == ConnectionState::Open {
+                core.wait_for_peer_close();
                 let _ = core.close_with_standard_code(now, CloseCode::GOING_AWAY, "shutting down");
             }
         }
@@ -153,6 +154,9 @@ impl<H: Handler> Running<H> {
         for key in keys {
             match &mut self.conns[key].phase {
                 Phase::Open { core, .. } => {
+                    // A graceful shutdown waits for each peer's answer as long as the
+                    // peer is alive; a deadline, if given, is the loop's own.
+                    core.wait_for_peer_close();
                     if core.state() == ConnectionState::Open {
                         let _ = core.close_with_standard_code(
                             now,

@@ -24,8 +24,10 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// A caught call into application code. A panic is a bug in the application: logged at
-/// `error` here, for every callback.
-pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ConnError> {
+/// `error` here, for every callback (the layers above use it for theirs too, so that a
+/// panic is logged the same way wherever it happens), and returned as
+/// [`ConnError::HandlerPanic`].
+pub fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ConnError> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
         let message = panic_message(p);
         log::error!("an application callback panicked: {message}");

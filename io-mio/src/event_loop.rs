@@ -236,16 +236,40 @@ impl<H: Handler> Running<H> {
                 self.update(key);
             }
             self.fire_timers();
-            if self.shutdown.is_some() && self.conns.is_empty() {
+            if self.shutdown.is_some() && self.conns.is_empty() && self.stop_unless_adopting() {
                 break;
             }
         }
         CURRENT_LOOP.with(|c| c.set(0));
+        // (After a poller failure, adoptions still queued cannot be run.)
         self.handle
             .inner
             .stopped
             .store(true, std::sync::atomic::Ordering::Release);
         let _ = guarded(|| self.handler.on_loop_exit());
+    }
+
+    /// Marks the loop stopped unless a client connection waits in the queue to be
+    /// adopted (it must be run, since `adopt` promised it would be). Under the queue's
+    /// lock, which `adopt` holds to check and push.
+    fn stop_unless_adopting(&self) -> bool {
+        let queue = self
+            .handle
+            .inner
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if queue
+            .iter()
+            .any(|c| matches!(c, crate::handle::Command::Adopt(_)))
+        {
+            return false;
+        }
+        self.handle
+            .inner
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
+        true
     }
 
     fn poll_timeout(&self) -> Option<Duration> {

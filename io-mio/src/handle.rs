@@ -493,12 +493,29 @@ impl LoopHandle {
         let shared = Arc::new(ConnShared::new(usize::MAX, config));
         shared.set_status(Status::Connected);
         let app = Box::new(make_app(&shared));
-        self.push(Command::Adopt(Box::new(Adoption {
+        let adoption = Command::Adopt(Box::new(Adoption {
             stream,
             shared: shared.clone(),
             app,
             core: Box::new(core),
-        })));
+        }));
+        // Checked again with the queue locked: the loop marks itself stopped under the
+        // same lock, and only while no adoption is queued, so a queued adoption is always
+        // run (its callbacks with it) and a refused one was never queued.
+        let mut queue = self
+            .inner
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if self.is_stopped() {
+            shared.set_status(Status::Closed);
+            return Err(LoopStopped);
+        }
+        queue.push_back(adoption);
+        drop(queue);
+        if !self.is_loop_thread() {
+            let _ = self.inner.waker.wake();
+        }
         Ok(shared)
     }
 
@@ -522,9 +539,12 @@ impl LoopHandle {
         self.inner.stopped.load(Ordering::Acquire)
     }
 
-    /// Stops the loop: no new connections; every open connection gets a Close (1001).
-    /// With `timeout`, connections still open at the deadline are destroyed; a zero
-    /// timeout destroys them at once, with no Close frame and no FIN (TCP reset).
+    /// Stops the loop: no new connections; every open connection gets a Close (1001) and
+    /// is closed cleanly once its peer answers, however long that takes while the peer
+    /// is alive (the close timeout does not apply; a peer silent for the keepalive's
+    /// `ping_interval + pong_timeout` is given up). With `timeout`, connections still
+    /// open at the deadline are destroyed; a zero timeout destroys them at once, with no
+    /// Close frame and no FIN (TCP reset).
     pub fn shutdown(&self, timeout: Option<Duration>) {
         self.push(Command::Shutdown { timeout });
     }

@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use config::{Backpressure, LoopConfig};
+pub use dispatch::guarded;
 pub use event_loop::EventLoop;
 pub use fanout::{FanOut, FanOutTally, SlowSubscriber};
 pub use handle::{ConnShared, LoopHandle, LoopStopped, Outgoing, SendError, Status};

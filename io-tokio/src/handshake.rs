@@ -94,8 +94,9 @@ impl std::error::Error for AcceptError {}
 pub enum ConnectError {
     /// The URL is not a valid `ws://` URL.
     Url(ws6455_core::url::UrlError),
-    /// An extra header would break the request.
-    InvalidHeader(String),
+    /// An extra header cannot be sent: it would break the request (a newline, a bad
+    /// name) or is one the handshake writes itself (Host, Upgrade, Sec-WebSocket-*).
+    InvalidHeader(ws6455_core::handshake::InvalidHeader),
     /// The server refused the upgrade with this HTTP status.
     Refused {
         /// The status code.
@@ -125,7 +126,7 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnectError::Url(e) => e.fmt(f),
-            ConnectError::InvalidHeader(name) => write!(f, "invalid request header {name:?}"),
+            ConnectError::InvalidHeader(e) => e.fmt(f),
             ConnectError::Refused { status, reason } => {
                 write!(f, "the server refused the upgrade: {status} {reason}")
             }
@@ -315,7 +316,7 @@ where
 {
     let random = Box::new(OsRandom::new());
     let mut connector = Connector::new(request, options.protocol.clone(), random, now())
-        .map_err(|e| ConnectError::InvalidHeader(e.name))?;
+        .map_err(ConnectError::InvalidHeader)?;
     io.write_all(connector.pending_output())
         .await
         .map_err(ConnectError::Io)?;

@@ -4,19 +4,31 @@
 //!     cargo run -p ws6455-server --example chat [ADDRESS] [ALLOWED_IP ...]
 //!
 //! Defaults: listens on 127.0.0.1:8082 and admits loopback clients only. Every message is
-//! relayed to everyone else; arrivals and departures are announced.
+//! relayed to everyone else by looping over `wss().connections()`, as the seed's chat
+//! does (`WebSocketServer::broadcast` encodes the frame once; topics reach other nodes
+//! too); arrivals and departures are announced. `server/tests/seed_examples.rs` runs it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use ws6455_server::*;
 
-struct Member;
+/// A member of the room.
+pub(crate) struct Member;
+
+/// Sends `text` to every connection of the server but `ws` itself.
+fn to_the_others(ws: &WebSocketConnection, text: &str) {
+    for other in ws.wss().connections() {
+        if other.id() != ws.id() {
+            // A member that does not keep up misses the line rather than stalling the room.
+            let _ = other.send(text);
+        }
+    }
+}
 
 impl ConnectionHandler for Member {
     fn on_open(&self, ws: &WebSocketConnection) {
         let _ = ws.send(format!("welcome, you are #{}", ws.id()));
-        ws.wss()
-            .broadcast(format!("#{} joined", ws.id()), Some(ws.id()));
+        to_the_others(ws, &format!("#{} joined", ws.id()));
     }
 
     fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
@@ -25,18 +37,18 @@ impl ConnectionHandler for Member {
             let _ = ws.terminate(Some(4003), Some("text messages only"));
             return;
         };
-        ws.wss()
-            .broadcast(format!("#{}: {text}", ws.id()), Some(ws.id()));
+        to_the_others(ws, &format!("#{}: {text}", ws.id()));
     }
 
     fn on_terminate(&self, ws: &WebSocketConnection, _: TerminateEvent) {
-        ws.wss()
-            .broadcast(format!("#{} left", ws.id()), Some(ws.id()));
+        to_the_others(ws, &format!("#{} left", ws.id()));
     }
 }
 
-struct Room {
-    allowed: Vec<IpAddr>,
+/// The room's door: who may come in.
+pub(crate) struct Room {
+    /// Addresses admitted; empty: loopback only.
+    pub(crate) allowed: Vec<IpAddr>,
 }
 
 impl ServerHandler for Room {
@@ -63,6 +75,7 @@ impl ServerHandler for Room {
     }
 }
 
+#[allow(dead_code)] // Not run when a test includes this file.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or("127.0.0.1:8082".into()).parse()?;

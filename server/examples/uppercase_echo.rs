@@ -3,11 +3,13 @@
 //!     cargo run -p ws6455-server --example uppercase_echo [ADDRESS]   # default 127.0.0.1:8081
 //!
 //! Try it with any WebSocket client, e.g. `python3 -m websockets ws://127.0.0.1:8081/`.
+//! `server/tests/seed_examples.rs` runs it.
 
 use std::sync::Arc;
 use ws6455_server::*;
 
-struct Uppercase;
+/// Text back in capitals, binary back as is.
+pub(crate) struct Uppercase;
 
 impl ConnectionHandler for Uppercase {
     fn on_open(&self, ws: &WebSocketConnection) {
@@ -41,7 +43,8 @@ impl ConnectionHandler for Uppercase {
     }
 }
 
-struct Server;
+/// Accepts everyone.
+pub(crate) struct Server;
 
 impl ServerHandler for Server {
     fn on_connection(
@@ -57,6 +60,7 @@ impl ServerHandler for Server {
     }
 }
 
+#[allow(dead_code)] // Not run when a test includes this file.
 fn main() -> std::io::Result<()> {
     let listen = std::env::args().nth(1).unwrap_or("127.0.0.1:8081".into());
     let options = ServerOptions {

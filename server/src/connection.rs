@@ -16,7 +16,7 @@ use crate::topics::{Subscriber, TopicError};
 /// one `on_error` (which stops the processing of the connection), then `on_terminate`
 /// exactly once, last. Callbacks run on the connection's loop thread; a panic in one is
 /// caught and fails this connection only (`on_error`, then close 1011).
-pub trait ConnectionHandler: Send + Sync + 'static {
+pub trait ConnectionHandler: std::any::Any + Send + Sync {
     /// The connection is open (`type = "open"`), right after `on_connection` accepted it.
     fn on_open(&self, ws: &WebSocketConnection) {
         let _ = ws;
@@ -106,6 +106,13 @@ impl WebSocketConnection {
     /// The connection handler returned by `on_connection`.
     pub fn handler(&self) -> &Arc<dyn ConnectionHandler> {
         &self.inner.handler
+    }
+
+    /// The connection handler as its own type, with its fields (`ws.handler_as::<Member>()`);
+    /// `None` when it is of another type.
+    pub fn handler_as<T: std::any::Any>(&self) -> Option<&T> {
+        let handler: &dyn std::any::Any = &*self.inner.handler;
+        handler.downcast_ref()
     }
 
     /// The client's address.

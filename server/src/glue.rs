@@ -38,6 +38,18 @@ impl Glue {
     fn server_error(&self, code: u16, message: String, component: &'static str) {
         self.server().report_error(code, message, component);
     }
+
+    /// Runs one of the server handler's callbacks; a panic is reported to `on_error`
+    /// (500, component "server") and gives `None`, for the caller's 500 answer.
+    fn call<T>(&self, callback: &str, f: impl FnOnce() -> T) -> Option<T> {
+        match ws6455_mio::guarded(f) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.server_error(500, format!("{callback}: {error}"), "server");
+                None
+            }
+        }
+    }
 }
 
 fn refuse(status: u16, message: &str) -> Vec<u8> {
@@ -72,15 +84,23 @@ impl Handler for Glue {
                 remote_address: remote,
             },
         };
-        let Some(handler) = inner.handler.on_connection(&server, &event) else {
+        let failed = || Decision::Respond(refuse(500, "the server's handler failed"));
+        let Some(decision) = self.call("on_connection", || {
+            inner.handler.on_connection(&server, &event)
+        }) else {
+            return failed();
+        };
+        let Some(handler) = decision else {
             log::debug!("{remote}: refused by on_connection: 403");
             return Decision::Respond(refuse(403, "connection refused by the server"));
         };
         let offered = request.subprotocols();
-        let subprotocol = inner
-            .handler
-            .select_subprotocol(&server, &offered)
-            .filter(|chosen| offered.contains(&chosen.as_str()));
+        let Some(chosen) = self.call("select_subprotocol", || {
+            inner.handler.select_subprotocol(&server, &offered)
+        }) else {
+            return failed();
+        };
+        let subprotocol = chosen.filter(|chosen| offered.contains(&chosen.as_str()));
         let ws = WebSocketConnection {
             inner: Arc::new(ConnInner {
                 conn: ConnHandle::new(shared.clone(), inner.loops[self.index].clone()),
@@ -110,9 +130,13 @@ impl Handler for Glue {
             inner: request.clone(),
             remote_address: remote,
         };
-        match server.inner.handler.on_http_request(&server, &request) {
-            Some(response) => response.to_bytes(),
-            None => HandshakeError::NotUpgrade.response(),
+        let answer = self.call("on_http_request", || {
+            server.inner.handler.on_http_request(&server, &request)
+        });
+        match answer {
+            Some(Some(response)) => response.to_bytes(),
+            Some(None) => HandshakeError::NotUpgrade.response(),
+            None => refuse(500, "the server's handler failed"),
         }
     }
 

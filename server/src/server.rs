@@ -20,7 +20,7 @@ use crate::types::{ConnectionEvent, HttpResponse, Request};
 use ws6455_api::{Data, DataType, Error, ErrorEvent};
 
 /// Callbacks for the server. Only `on_connection` is mandatory.
-pub trait ServerHandler: Send + Sync + 'static {
+pub trait ServerHandler: std::any::Any + Send + Sync {
     /// A client's opening handshake arrived (`type = "connection"`). Return a connection
     /// handler to accept it, or `None` to refuse it (HTTP 403, no upgrade).
     fn on_connection(
@@ -41,7 +41,9 @@ pub trait ServerHandler: Send + Sync + 'static {
     }
 
     /// An error occurred on the server (`type = "error"`): a refused handshake, a failing
-    /// callback outside any connection, the listener out of descriptors, the Redis
+    /// TLS handshake, a panic in one of this handler's callbacks (`on_connection`,
+    /// `select_subprotocol`, `on_http_request`, `on_open`, `on_terminate`: code 500,
+    /// component `"server"`), the listener out of descriptors, the Redis
     /// backplane unreachable (once per outage). May run on a loop thread or on the
     /// backplane's.
     fn on_error(&self, server: &WebSocketServer, event: ErrorEvent) {
@@ -155,9 +157,8 @@ impl ServerInner {
             message,
             component,
         }];
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.handler.on_error(&server, ErrorEvent { errors })
-        }));
+        // A panic in on_error itself has nowhere to be reported but the log.
+        let _ = ws6455_mio::guarded(|| self.handler.on_error(&server, ErrorEvent { errors }));
     }
 
     /// Delivers to this node's subscribers but `except`, and through the backplane to
@@ -190,9 +191,9 @@ impl ServerInner {
         let server = WebSocketServer {
             inner: self.clone(),
         };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.handler.on_terminate(&server)
-        }));
+        if let Err(error) = ws6455_mio::guarded(|| self.handler.on_terminate(&server)) {
+            self.report_error(500, format!("on_terminate: {error}"), "server");
+        }
         let (lock, condvar) = &self.done;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
         condvar.notify_all();
@@ -253,9 +254,11 @@ impl WebSocketServer {
         }
         let server = WebSocketServer { inner };
         // Connections wait in the listen backlog until the loops start: `on_open` comes first.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            server.inner.handler.on_open(&server)
-        }));
+        if let Err(error) = ws6455_mio::guarded(|| server.inner.handler.on_open(&server)) {
+            server
+                .inner
+                .report_error(500, format!("on_open: {error}"), "server");
+        }
         let mut threads = Vec::new();
         for (index, event_loop) in loops.into_iter().enumerate() {
             // The loop gets its handler now that the server it reports to exists.
@@ -273,14 +276,19 @@ impl WebSocketServer {
         Ok(server)
     }
 
-    /// Every current connection. A terminated connection is removed.
+    /// Every current connection: opened (after its `on_open` began) and not Closed. A
+    /// connection leaves as soon as its status is Closed, even while its last bytes are
+    /// still being written; one refused or dropped before it opened never appears.
     pub fn connections(&self) -> Vec<WebSocketConnection> {
         let map = self
             .inner
             .connections
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        map.values().cloned().collect()
+        map.values()
+            .filter(|ws| ws.status() != ws6455_mio::Status::Closed)
+            .cloned()
+            .collect()
     }
 
     /// How messages are delivered.
@@ -291,6 +299,13 @@ impl WebSocketServer {
     /// The server handler the server was created with.
     pub fn handler(&self) -> &Arc<dyn ServerHandler> {
         &self.inner.handler
+    }
+
+    /// The server handler as its own type, with its fields (`server.handler_as::<App>()`);
+    /// `None` when it is of another type.
+    pub fn handler_as<T: std::any::Any>(&self) -> Option<&T> {
+        let handler: &dyn std::any::Any = &*self.inner.handler;
+        handler.downcast_ref()
     }
 
     /// The path pattern served; `None` means every path.
@@ -308,8 +323,10 @@ impl WebSocketServer {
         self.inner.local_addr
     }
 
-    /// Closes the server: no new connections; every connection gets a Close (1001) and is
-    /// destroyed once the peer answers (or its close timeout expires).
+    /// Closes the server: no new connections; every connection gets a Close (1001), waits
+    /// for the peer's Close, and its TCP connection is shut down cleanly (FIN) once
+    /// answered. The close timeout does not cut this short; a dead peer is found by the
+    /// keepalive (nothing heard for `ping_interval + pong_timeout`: given up, 1006).
     pub fn terminate(&self) {
         for handle in &self.inner.loops {
             handle.shutdown(None);
@@ -317,7 +334,8 @@ impl WebSocketServer {
     }
 
     /// Like [`terminate`](Self::terminate), but connections still open after `timeout` are
-    /// destroyed by force. A zero timeout destroys them at once: no Close frames, no FIN.
+    /// destroyed by force (a TCP reset), also when `timeout` is longer than the close
+    /// timeout. A zero timeout destroys them at once: no Close frames, no FIN.
     pub fn terminate_with_timeout(&self, timeout: Duration) {
         for handle in &self.inner.loops {
             handle.shutdown(Some(timeout));
@@ -330,8 +348,12 @@ impl WebSocketServer {
     }
 
     /// Blocks until the server is terminated, at most `timeout` if given. Returns whether
-    /// it is terminated.
+    /// it is terminated. From a callback on one of the server's loop threads it does not
+    /// block (the loop could never get there): it says whether the server is terminated.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        if self.inner.loops.iter().any(LoopHandle::is_loop_thread) {
+            return self.terminated();
+        }
         let (lock, condvar) = &self.inner.done;
         let mut done = lock.lock().unwrap_or_else(|e| e.into_inner());
         let deadline = timeout.map(|t| std::time::Instant::now() + t);

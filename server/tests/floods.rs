@@ -224,3 +224,45 @@ fn a_close_from_a_peer_that_then_neither_reads_nor_closes_ends_at_the_close_time
     }
     server.terminate_with_timeout(Duration::ZERO);
 }
+
+/// Regression: a connection leaves `connections()` when its status becomes Closed (the
+/// close handshake is done), not when its output has drained or the close timeout ends
+/// the transport seconds later.
+#[test]
+fn a_closed_connection_leaves_connections_before_its_output_drains() {
+    let echo = Echo::default();
+    let server = server(&echo, ProtocolConfig::default());
+    let mut stream = open(&server);
+    let deadline = Instant::now() + WAIT;
+    while server.connections().is_empty() {
+        assert!(Instant::now() < deadline, "never listed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let conn = server.connections().remove(0);
+    // 8 MiB echoed to a peer that does not read, then the peer's Close: the server's
+    // answer waits behind the echo, and the transport with it (close timeout 5 s).
+    let mut bytes = Vec::new();
+    encode_frame(&mut bytes, true, OpCode::Binary, &vec![5u8; 8 << 20], MASK);
+    encode_frame(
+        &mut bytes,
+        true,
+        OpCode::Close,
+        &1000u16.to_be_bytes(),
+        MASK,
+    );
+    stream.write_all(&bytes).unwrap();
+    let started = Instant::now();
+    while conn.status() != Status::Closed {
+        assert!(started.elapsed() < WAIT, "status {:?}", conn.status());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        echo.0.lock().unwrap().is_empty(),
+        "the transport ended already"
+    );
+    assert!(
+        server.connections().is_empty(),
+        "a Closed connection still listed"
+    );
+    drop(stream);
+}

@@ -70,6 +70,22 @@ impl ConnectionHandler for TestConn {
             // Keeps the loop thread busy, so that the test can queue input meanwhile.
             Data::Text(t) if t == "sleep" => std::thread::sleep(Duration::from_millis(300)),
             Data::Text(t) if t == "close-4000" => ws.terminate(Some(4000), Some("bye")).unwrap(),
+            // The handler as the application's own type, from its connection.
+            Data::Text(t) if t == "handler" => {
+                let mine = ws
+                    .handler_as::<TestConn>()
+                    .map(|h| Arc::ptr_eq(&h.recorder, &self.recorder));
+                let other = ws.handler_as::<TestServer>().is_some();
+                ws.send(format!("mine={mine:?} other={other}")).unwrap();
+            }
+            // `wait` on the loop thread must not block (the loop could never end).
+            Data::Text(t) if t == "wait" => {
+                let start = Instant::now();
+                let terminated = ws.wss().wait(Some(Duration::from_secs(10)));
+                let quick = start.elapsed() < Duration::from_secs(1);
+                ws.send(format!("waited terminated={terminated} quick={quick}"))
+                    .unwrap();
+            }
             Data::Text(t) if t == "from-thread" => {
                 let ws = ws.clone();
                 std::thread::spawn(move || ws.send("sent from another thread").unwrap())
@@ -796,4 +812,38 @@ fn port_zero_binds_and_reports_the_real_port() {
     let f = start(ServerOptions::default());
     assert_ne!(f.server.local_addr().port(), 0);
     assert_eq!(f.server.path(), None);
+}
+
+#[test]
+fn wait_called_from_a_callback_returns_at_once() {
+    let f = start(ServerOptions::default());
+    let mut ws = connect(&f.server, "/");
+    ws.send(Message::text("wait")).unwrap();
+    match ws.read().unwrap() {
+        Message::Text(t) => assert_eq!(t.as_str(), "waited terminated=false quick=true"),
+        other => panic!("{other:?}"),
+    }
+    // From another thread it does block, until the server is terminated.
+    f.server.terminate();
+    let _ = read_close(&mut ws);
+    assert!(f.server.wait(Some(WAIT)));
+}
+
+#[test]
+fn handler_gives_back_the_applications_own_types() {
+    let f = start(ServerOptions::default());
+    let server_handler = f
+        .server
+        .handler_as::<TestServer>()
+        .expect("the server's type");
+    assert!(Arc::ptr_eq(&server_handler.recorder, &f.recorder));
+    assert!(f.server.handler_as::<TestConn>().is_none());
+    let mut ws = connect(&f.server, "/");
+    ws.send(Message::text("handler")).unwrap();
+    match ws.read().unwrap() {
+        Message::Text(t) => assert_eq!(t.as_str(), "mine=Some(true) other=false"),
+        other => panic!("{other:?}"),
+    }
+    let conn = f.server.connections().remove(0);
+    assert!(conn.handler_as::<TestConn>().is_some());
 }

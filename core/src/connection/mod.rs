@@ -175,6 +175,9 @@ pub struct Connection {
     /// The transport should close now, output or not: a deadline passed, or the
     /// transport itself ended or failed.
     close_now: bool,
+    /// Ends the closing handshake at `Config::close_timeout` (false) or only when the peer
+    /// falls silent (true: [`wait_for_peer_close`](Self::wait_for_peer_close)).
+    close_while_peer_alive: bool,
     output: OutputQueue,
     random: Option<Box<dyn RandomSource>>,
 }
@@ -233,6 +236,7 @@ impl Connection {
             last_input: None,
             ping_sent: None,
             close_now: false,
+            close_while_peer_alive: false,
             output: OutputQueue::default(),
             random,
         }
@@ -409,10 +413,26 @@ impl Connection {
         self.close_now = true;
     }
 
+    /// Makes the closing handshake wait for the peer's Close (and a client for the
+    /// server's end of TCP) for as long as the peer is alive, instead of
+    /// [`Config::close_timeout`]: the transport is given up only once nothing has come
+    /// from the peer for `ping_interval + pong_timeout` (the keepalive's bound; no Ping
+    /// is sent after a Close), and never when keepalive is off. For a graceful shutdown,
+    /// which a deadline of the driver's own may end by force. Call it before or after
+    /// starting the closing handshake.
+    pub fn wait_for_peer_close(&mut self) {
+        self.close_while_peer_alive = true;
+    }
+
     /// The deadline for the transport to close once the closing handshake started at
-    /// `since`.
-    fn close_deadline(&self, since: Instant) -> Instant {
-        since + self.config.close_timeout
+    /// `since`, if there is one.
+    fn close_deadline(&self, since: Instant) -> Option<Instant> {
+        if !self.close_while_peer_alive {
+            return Some(since + self.config.close_timeout);
+        }
+        let silence = self.config.ping_interval? + self.config.pong_timeout;
+        let heard = self.last_input.map_or(since, |last| last.max(since));
+        Some(heard + silence)
     }
 
     /// Enters `Closed` with `status`; the close timer keeps counting from the start of
@@ -424,7 +444,7 @@ impl Connection {
         };
         self.state = State::Closed {
             status,
-            deadline: Some(self.close_deadline(since)),
+            deadline: self.close_deadline(since),
         };
     }
 }

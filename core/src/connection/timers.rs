@@ -53,7 +53,7 @@ impl Connection {
                 });
                 earliest(idle, ping)
             }
-            State::LocalClosing { since } => Some(self.close_deadline(*since)),
+            State::LocalClosing { since } => self.close_deadline(*since),
             State::Closed { deadline, .. } => *deadline,
         }
     }
@@ -90,7 +90,11 @@ impl Connection {
                 }
                 None
             }
-            State::LocalClosing { since } if now >= self.close_deadline(since) => {
+            State::LocalClosing { since }
+                if self
+                    .close_deadline(since)
+                    .is_some_and(|deadline| now >= deadline) =>
+            {
                 self.abort("the closing handshake timed out");
                 Some(Expired::Closing)
             }
@@ -247,5 +251,53 @@ mod tests {
         assert!(!server.should_close_transport());
         assert_eq!(server.handle_timeout(t0 + secs(5)), Some(Expired::Closing));
         assert!(server.should_close_transport());
+    }
+
+    #[test]
+    fn waiting_for_the_peers_close_lasts_while_the_peer_is_heard_from() {
+        let t0 = Instant::now();
+        let mut server = Connection::server(Config::default());
+        server.handle_timeout(t0);
+        server.wait_for_peer_close();
+        server
+            .close_with_standard_code(t0, CloseCode::GOING_AWAY, "shutting down")
+            .unwrap();
+        drain(&mut server);
+        // Past the close timeout: still waiting, until 40 s (20 + 20) of silence.
+        assert_eq!(server.handle_timeout(t0 + secs(5)), None);
+        assert_eq!(server.poll_timeout(), Some(t0 + secs(40)));
+        // A late data frame (discarded after our Close) proves the peer alive.
+        let text = [0x81, 0x81, 0, 0, 0, 0, b'x'];
+        assert!(feed(&mut server, t0 + secs(30), &text).is_empty());
+        assert_eq!(server.poll_timeout(), Some(t0 + secs(70)));
+        assert_eq!(server.handle_timeout(t0 + secs(69)), None);
+        assert!(!server.should_close_transport());
+        assert_eq!(server.handle_timeout(t0 + secs(70)), Some(Expired::Closing));
+        assert!(server.should_close_transport());
+        assert_eq!(
+            server.close_status().map(|s| s.code),
+            Some(CloseCode::ABNORMAL)
+        );
+    }
+
+    #[test]
+    fn waiting_for_the_peers_close_without_keepalive_has_no_deadline() {
+        let t0 = Instant::now();
+        let config = Config {
+            ping_interval: None,
+            ..Config::default()
+        };
+        let mut server = Connection::server(config);
+        server.handle_timeout(t0);
+        server.wait_for_peer_close();
+        server
+            .close_with_standard_code(t0, CloseCode::GOING_AWAY, "shutting down")
+            .unwrap();
+        assert_eq!(server.poll_timeout(), None);
+        assert_eq!(server.handle_timeout(t0 + secs(3600)), None);
+        // The peer's answer ends it cleanly, as always.
+        let close = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9];
+        feed(&mut server, t0 + secs(3601), &close);
+        assert!(server.close_status().is_some_and(|s| s.clean));
     }
 }

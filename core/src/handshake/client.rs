@@ -118,9 +118,33 @@ pub struct ClientHandshake {
     end: Option<usize>,
 }
 
+/// Why an extra header may not be given: the handshake writes it itself (a second copy
+/// would make the request invalid or ambiguous), or validates the answer against it.
+fn reserved_header(name: &str) -> Option<&'static str> {
+    const WRITTEN: [&str; 5] = [
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+    ];
+    if WRITTEN.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        return Some("the handshake writes this header itself");
+    }
+    if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+        return Some("give subprotocols in the subprotocol list, which checks the answer");
+    }
+    if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+        return Some("extensions are negotiated by the engine (permessage-deflate options)");
+    }
+    None
+}
+
 impl ClientHandshake {
     /// Writes the request to `out` with a fresh key from `random`. Fails (writing nothing)
-    /// when an extra header would break the request (CR/LF in a value, bad name).
+    /// when an extra header would break the request (CR/LF in a value, bad name) or is
+    /// one the handshake owns (Host, Upgrade, Connection, Sec-WebSocket-Key, -Version,
+    /// -Protocol, -Extensions, in any case).
     pub fn new(
         request: &ClientRequest<'_>,
         random: &mut dyn RandomSource,
@@ -139,6 +163,7 @@ impl ClientHandshake {
         if resource.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(InvalidHeader {
                 name: "request target".into(),
+                reason: "a space or control character in the request target",
             });
         }
         text.extend_from_slice(format!("GET {resource} HTTP/1.1\r\n").as_bytes());
@@ -162,6 +187,12 @@ impl ClientHandshake {
             )?;
         }
         for (name, value) in request.headers {
+            if let Some(reason) = reserved_header(name) {
+                return Err(InvalidHeader {
+                    name: (*name).to_owned(),
+                    reason,
+                });
+            }
             write_header(&mut text, name, value)?;
         }
         text.extend_from_slice(b"\r\n");
@@ -402,6 +433,46 @@ mod tests {
             ClientHandshake::new(&request, &mut FixedRandom::new(&[1]), 8192, &mut out).is_err()
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn headers_the_handshake_owns_are_refused_in_any_case() {
+        for name in [
+            "Host",
+            "upgrade",
+            "CONNECTION",
+            "Sec-WebSocket-Key",
+            "sec-websocket-version",
+            "Sec-WebSocket-Protocol",
+            "Sec-WebSocket-Extensions",
+        ] {
+            let headers = [(name, "x")];
+            let request = ClientRequest {
+                host: "h",
+                headers: &headers,
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            let error = ClientHandshake::new(&request, &mut FixedRandom::new(&[1]), 8192, &mut out)
+                .unwrap_err();
+            assert_eq!(error.name, name);
+            assert!(error.to_string().contains(name), "{error}");
+            assert!(out.is_empty(), "{name}: something was written");
+        }
+        // Other names, including ones that merely start alike, go through.
+        let headers = [
+            ("Sec-WebSocket-Keys", "x"),
+            ("Hostname", "y"),
+            ("Cookie", "a=1"),
+        ];
+        let request = ClientRequest {
+            host: "h",
+            headers: &headers,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        ClientHandshake::new(&request, &mut FixedRandom::new(&[1]), 8192, &mut out).unwrap();
+        assert!(out.windows(9).any(|w| w == b"Cookie: a"));
     }
 
     proptest::proptest! {

@@ -71,15 +71,13 @@ impl Headers {
 pub struct InvalidHeader {
     /// The offending header's name.
     pub name: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
 }
 
 impl fmt::Display for InvalidHeader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid header {:?}: bad name or CR/LF/NUL in the value",
-            self.name
-        )
+        write!(f, "invalid header {:?}: {}", self.name, self.reason)
     }
 }
 
@@ -96,6 +94,7 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<(), InvalidHeader>
     if !(name_ok && value_ok) {
         return Err(InvalidHeader {
             name: name.to_owned(),
+            reason: "bad name or CR/LF/NUL in the value",
         });
     }
     Ok(())

@@ -116,14 +116,15 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
+                // Exactly two hex digits (`from_str_radix` would take a sign: `%+F`).
+                let digit = |b: u8| (b as char).to_digit(16);
+                match (digit(bytes[i + 1]), digit(bytes[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push((high * 16 + low) as u8);
                         i += 3;
                         continue;
                     }
-                    None => out.push(b'%'),
+                    _ => out.push(b'%'),
                 }
             }
             b'+' => out.push(b' '),
@@ -639,5 +640,7 @@ mod tests {
         assert_eq!(percent_decode("%41%zz%"), "A%zz%");
         assert_eq!(percent_decode("%e2%9c%93"), "✓");
         assert_eq!(percent_decode("%ff"), "\u{fffd}");
+        // Regression: a sign is not a hex digit.
+        assert_eq!(percent_decode("%+F%-1"), "% F%-1");
     }
 }
