@@ -60,6 +60,10 @@ impl<H: Handler> Running<H> {
             };
             let key = command.conn().and_then(|conn| self.live(conn));
             let Some(key) = key else { continue };
+            if matches!(command, Command::Destroy { .. }) {
+                self.destroy(key);
+                continue;
+            }
             let conn = &mut self.conns[key];
             let Phase::Open { core, .. } = &mut conn.phase else {
                 if matches!(command, Command::Close { .. }) {
@@ -175,13 +179,18 @@ impl<H: Handler> Running<H> {
     pub(crate) fn destroy_all(&mut self) {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let conn = &mut self.conns[key];
-            let socket = conn.transport.socket_mut();
-            let _ = socket2::SockRef::from(&*socket).set_linger(Some(Duration::ZERO));
-            if let Phase::Open { core, .. } = &mut conn.phase {
-                core.abort("the event loop was terminated");
-            }
-            self.remove(key);
+            self.destroy(key);
         }
+    }
+
+    /// Destroys one connection at once: no Close frame, a TCP reset instead of FIN.
+    fn destroy(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let socket = conn.transport.socket_mut();
+        let _ = socket2::SockRef::from(&*socket).set_linger(Some(Duration::ZERO));
+        if let Phase::Open { core, .. } = &mut conn.phase {
+            core.abort("destroyed by the server");
+        }
+        self.remove(key);
     }
 }

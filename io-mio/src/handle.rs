@@ -204,6 +204,12 @@ pub(crate) enum Command {
         conn: Arc<ConnShared>,
         code: CloseCode,
         reason: String,
+        /// Wait for the peer's Close past the close timeout (a server's terminate).
+        wait_for_peer: bool,
+    },
+    /// Destroy the connection at once: no Close frame, a TCP reset.
+    Destroy {
+        conn: Arc<ConnShared>,
     },
     Shutdown {
         timeout: Option<Duration>,
@@ -240,7 +246,8 @@ impl Command {
             Command::Send { conn, .. }
             | Command::SendFrame { conn, .. }
             | Command::Ping { conn, .. }
-            | Command::Close { conn, .. } => Some(conn),
+            | Command::Close { conn, .. }
+            | Command::Destroy { conn } => Some(conn),
             Command::Shutdown { .. } | Command::Adopt(_) | Command::FanOut(_) => None,
         }
     }
@@ -269,9 +276,19 @@ impl Command {
             } => core.send_binary_owned(data),
             Command::SendFrame { frame, .. } => core.send_encoded(&frame),
             Command::Ping { payload, .. } => core.send_ping(&payload),
-            Command::Close { code, reason, .. } => {
+            Command::Close {
+                code,
+                reason,
+                wait_for_peer,
+                ..
+            } => {
+                if wait_for_peer {
+                    core.wait_for_peer_close();
+                }
                 core.close_with_standard_code(now, code, &reason)
             }
+            // The loop destroys the connection itself (it owns the socket).
+            Command::Destroy { .. } => Ok(()),
             Command::Shutdown { .. } | Command::Adopt(_) | Command::FanOut(_) => Ok(()),
         };
     }
@@ -315,7 +332,11 @@ impl HandleInner {
     ) {
         let mine = {
             let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
-            let is_mine = |c: &Command| c.conn().is_some_and(|c| c.id() == shared.id());
+            // A Destroy is the loop's to run (it owns the socket): left queued.
+            let is_mine = |c: &Command| {
+                c.conn().is_some_and(|c| c.id() == shared.id())
+                    && !matches!(c, Command::Destroy { .. })
+            };
             // A fan-out may be for this connection too: what was queued after it waits
             // for it, or a publish and a later send would swap places.
             let is_fan_out = |c: &Command| matches!(c, Command::FanOut(_));
@@ -378,6 +399,7 @@ impl LoopHandle {
                     conn: conn.clone(),
                     code: CloseCode::POLICY_VIOLATION,
                     reason: "outgoing buffer full".into(),
+                    wait_for_peer: false,
                 });
             }
             return Err(SendError::BufferFull { buffered, cap });
@@ -465,8 +487,40 @@ impl LoopHandle {
             conn: conn.clone(),
             code,
             reason: reason.to_owned(),
+            wait_for_peer: false,
         });
         Ok(())
+    }
+
+    /// Starts the closing handshake with any code valid on the wire and waits for the
+    /// peer's Close as long as the peer is alive, past the close timeout (see
+    /// [`ws6455_core::Connection::wait_for_peer_close`]): a server's terminate of one
+    /// connection, as [`shutdown`](Self::shutdown) does for all.
+    pub fn close_gracefully(
+        &self,
+        conn: &Arc<ConnShared>,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        check_close(code, reason, Closer::Engine).map_err(SendError::Protocol)?;
+        match conn.status() {
+            Status::Connected | Status::Connecting => {}
+            other => return Err(SendError::NotOpen(other)),
+        }
+        self.push(Command::Close {
+            conn: conn.clone(),
+            code,
+            reason: reason.to_owned(),
+            wait_for_peer: true,
+        });
+        Ok(())
+    }
+
+    /// Destroys the connection at once, whatever its state: no Close frame, and a TCP
+    /// reset instead of a FIN (`on_close` reports 1006). Nothing happens to one already
+    /// gone.
+    pub fn destroy(&self, conn: &Arc<ConnShared>) {
+        self.push(Command::Destroy { conn: conn.clone() });
     }
 
     /// Hands the loop a connection that was opened and upgraded elsewhere (a client's:

@@ -181,12 +181,7 @@ impl Endpoint for WebSocketConnection {
     fn on_open(&self) {
         // In `connections` from its opening on: a connection refused after
         // `on_connection` (its 101 could not be written) never appears there.
-        self.inner
-            .server
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(self.id(), self.clone());
+        self.inner.server.connection_opened(self);
         self.inner.handler.on_open(self);
     }
 
@@ -199,17 +194,16 @@ impl Endpoint for WebSocketConnection {
     }
 
     fn on_terminate(&self, event: TerminateEvent) {
-        // Out of `connections` and its topics before the handler hears of the end.
-        self.inner
-            .server
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id());
+        // Out of `connections` and its topics before the handler hears of the end; a
+        // terminating server finishes after its last connection's `on_terminate`.
         let server = &self.inner.server;
         server
             .topics
             .remove_connection(self.id(), self.inner.loop_index);
-        self.inner.handler.on_terminate(self, event);
+        let last = server.connection_ended(self.id());
+        let _ = ws6455_mio::guarded(|| self.inner.handler.on_terminate(self, event));
+        if last {
+            server.finish();
+        }
     }
 }

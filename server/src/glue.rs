@@ -1,5 +1,6 @@
-//! The server's side of the event loop's `Handler`: path matching, the user's
-//! `on_connection` decision and subprotocol choice, plain HTTP, and server-level errors.
+//! The web server's side of the event loop's `Handler`: routing a request to the
+//! WebSocket server that holds its path, that server's origin check, `on_connection`
+//! decision and subprotocol choice, plain HTTP answers, and the failures each hears of.
 //! A connection's own callbacks go through `ws6455_api::Bridge`.
 
 use std::net::SocketAddr;
@@ -12,42 +13,29 @@ use ws6455_mio::{AcceptProblem, Choices, ConnShared, Decision, Handler};
 use crate::connection::{ConnInner, WebSocketConnection};
 use crate::server::{ServerInner, WebSocketServer};
 use crate::types::{ConnectionEvent, Request};
+use crate::web::WebInner;
 use ws6455_api::ConnHandle;
 
-/// One loop's view of the server: handed to the loop when it starts running.
+/// One loop's view of the web server: handed to the loop when it starts running.
 pub(crate) struct Glue {
-    server: Arc<ServerInner>,
+    web: Arc<WebInner>,
     index: usize,
 }
 
 impl Glue {
-    pub(crate) fn new(server: Arc<ServerInner>, index: usize) -> Self {
-        Glue { server, index }
+    pub(crate) fn new(web: Arc<WebInner>, index: usize) -> Self {
+        Glue { web, index }
     }
+}
 
-    fn server(&self) -> &Arc<ServerInner> {
-        &self.server
-    }
-
-    fn handle(&self) -> WebSocketServer {
-        WebSocketServer {
-            inner: self.server().clone(),
-        }
-    }
-
-    fn server_error(&self, code: u16, message: String, component: &'static str) {
-        self.server().report_error(code, message, component);
-    }
-
-    /// Runs one of the server handler's callbacks; a panic is reported to `on_error`
-    /// (500, component "server") and gives `None`, for the caller's 500 answer.
-    fn call<T>(&self, callback: &str, f: impl FnOnce() -> T) -> Option<T> {
-        match ws6455_mio::guarded(f) {
-            Ok(value) => Some(value),
-            Err(error) => {
-                self.server_error(500, format!("{callback}: {error}"), "server");
-                None
-            }
+/// Runs one of a WebSocket server handler's callbacks; a panic is reported to that
+/// server's `on_error` (500, component "server") and gives `None`, for a 500 answer.
+fn call<T>(server: &Arc<ServerInner>, callback: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match ws6455_mio::guarded(f) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            server.report_error(500, format!("{callback}: {error}"), "server");
+            None
         }
     }
 }
@@ -65,19 +53,20 @@ impl Handler for Glue {
         remote: SocketAddr,
         shared: &Arc<ConnShared>,
     ) -> Decision<Bridge<WebSocketConnection>> {
-        let inner = self.server().clone();
-        if !inner.serves(request.path()) {
+        let Some(inner) = self.web.route(request.path()) else {
             log::debug!("{remote}: no WebSocket endpoint at {}: 404", request.path());
             return Decision::Respond(refuse(404, "no WebSocket endpoint at this path"));
-        }
+        };
         if !inner.options.allowed_origins.allows(request) {
             let origin = request.headers().get("origin").unwrap_or_default();
             let message = format!("{remote}: origin {origin:?} not allowed");
             log::debug!("{message}: 403");
-            self.server_error(403, message, "handshake");
+            inner.report_error(403, message, "handshake");
             return Decision::Respond(refuse(403, "this page's origin may not connect here"));
         }
-        let server = self.handle();
+        let server = WebSocketServer {
+            inner: inner.clone(),
+        };
         let event = ConnectionEvent {
             request: Request {
                 inner: request.clone(),
@@ -85,7 +74,7 @@ impl Handler for Glue {
             },
         };
         let failed = || Decision::Respond(refuse(500, "the server's handler failed"));
-        let Some(decision) = self.call("on_connection", || {
+        let Some(decision) = call(&inner, "on_connection", || {
             inner.handler.on_connection(&server, &event)
         }) else {
             return failed();
@@ -95,7 +84,7 @@ impl Handler for Glue {
             return Decision::Respond(refuse(403, "connection refused by the server"));
         };
         let offered = request.subprotocols();
-        let Some(chosen) = self.call("select_subprotocol", || {
+        let Some(chosen) = call(&inner, "select_subprotocol", || {
             inner.handler.select_subprotocol(&server, &offered)
         }) else {
             return failed();
@@ -103,7 +92,7 @@ impl Handler for Glue {
         let subprotocol = chosen.filter(|chosen| offered.contains(&chosen.as_str()));
         let ws = WebSocketConnection {
             inner: Arc::new(ConnInner {
-                conn: ConnHandle::new(shared.clone(), inner.loops[self.index].clone()),
+                conn: ConnHandle::new(shared.clone(), self.web.loops[self.index].clone()),
                 handler,
                 server: inner.clone(),
                 remote_address: remote,
@@ -125,29 +114,31 @@ impl Handler for Glue {
         request: &ws6455_core::handshake::Request,
         remote: SocketAddr,
     ) -> Vec<u8> {
-        let server = self.handle();
+        let head = request.method().eq_ignore_ascii_case("HEAD");
         let request = Request {
             inner: request.clone(),
             remote_address: remote,
         };
-        let answer = self.call("on_http_request", || {
-            server.inner.handler.on_http_request(&server, &request)
-        });
-        match answer {
-            Some(Some(response)) => response.to_bytes(),
-            Some(None) => HandshakeError::NotUpgrade.response(),
+        match self.web.answer(&request) {
+            Some(Some(response)) => response.to_bytes(!head),
+            // A WebSocket server's path asked without the upgrade.
+            Some(None) if self.web.route(request.path()).is_some() => {
+                HandshakeError::NotUpgrade.response()
+            }
+            Some(None) => refuse(404, "nothing here"),
             None => refuse(500, "the server's handler failed"),
         }
     }
 
     fn on_bad_request(&mut self, error: &HandshakeError, remote: SocketAddr) {
-        self.server_error(error.status(), format!("{remote}: {error}"), "handshake");
+        let message = format!("{remote}: {error}");
+        self.web.report_error(error.status(), message, "handshake");
     }
 
     fn on_tls_error(&mut self, error: &ws6455_mio::rustls::Error, remote: SocketAddr) {
         // 1015 is RFC 6455's status for "the TLS handshake failed" (never sent on the wire).
         let message = format!("{remote}: TLS handshake failed: {error}");
-        self.server_error(1015, message, "tls");
+        self.web.report_error(1015, message, "tls");
     }
 
     fn on_accept_problem(&mut self, problem: AcceptProblem<'_>) {
@@ -161,10 +152,10 @@ impl Handler for Glue {
             }
             _ => return,
         };
-        self.server_error(503, message, "listener");
+        self.web.report_error(503, message, "listener");
     }
 
     fn on_loop_exit(&mut self) {
-        self.server().clone().loop_exited();
+        self.web.loop_exited();
     }
 }

@@ -66,11 +66,13 @@ mod glue;
 mod server;
 mod topics;
 mod types;
+mod web;
 
 pub use connection::{ConnectionHandler, WebSocketConnection};
 pub use server::{ServerHandler, ServerOptions, WebSocketServer};
 pub use topics::{Backplane, TopicError, TopicOptions, TopicStats, MAX_TOPIC_LEN};
 pub use types::{ConnectionEvent, HttpResponse, Request};
+pub use web::{HttpHandler, WebOptions, WebServer};
 pub use ws6455_api::{Data, DataType, Error, ErrorEvent, MessageEvent, TerminateEvent};
 pub use ws6455_core::handshake::{Headers, OriginPolicy};
 /// The protocol part of [`LoopConfig::protocol`]: sizes, timeouts, keepalive, deflate.

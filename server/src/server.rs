@@ -4,19 +4,18 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ws6455_core::handshake::OriginPolicy;
-use ws6455_mio::{EventLoop, LoopConfig, LoopHandle, Outgoing};
+use ws6455_mio::{LoopConfig, LoopHandle, Outgoing};
 
 use crate::backplane::Relay;
 use crate::connection::{ConnectionHandler, WebSocketConnection};
-use crate::glue::Glue;
 use crate::topics::{check_name, server_frame, TopicOptions, TopicStats, Topics};
 use crate::types::{ConnectionEvent, HttpResponse, Request};
+use crate::web::{HttpSide, WebInner, WebOptions, WebServer};
 use ws6455_api::{Data, DataType, Error, ErrorEvent};
 
 /// Callbacks for the server. Only `on_connection` is mandatory.
@@ -118,13 +117,18 @@ impl Default for ServerOptions {
 pub(crate) struct ServerInner {
     pub(crate) handler: Arc<dyn ServerHandler>,
     pub(crate) options: ServerOptions,
-    pub(crate) local_addr: SocketAddr,
-    pub(crate) loops: Vec<LoopHandle>,
+    /// The web server this one is attached to.
+    pub(crate) web: Arc<WebInner>,
+    /// The web server was started by `new` for this server alone, and ends with it.
+    owns_web: bool,
     pub(crate) connections: Mutex<BTreeMap<u64, WebSocketConnection>>,
-    pub(crate) running_loops: AtomicUsize,
+    /// This server alone is terminating (set under the `connections` lock): its path
+    /// takes no new connections, and it finishes when its last connection ends.
+    closing: AtomicBool,
+    /// `finish` ran (once).
+    finished: AtomicBool,
     pub(crate) terminated: AtomicBool,
     pub(crate) done: (Mutex<bool>, Condvar),
-    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) topics: Topics,
     /// The Redis backplane, when configured.
     pub(crate) relay: std::sync::OnceLock<Relay>,
@@ -140,6 +144,11 @@ impl ServerInner {
                 None => path == pattern,
             },
         }
+    }
+
+    /// This server alone is terminating.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Hands a server-level failure to the handler's `on_error` (its panic caught).
@@ -179,14 +188,68 @@ impl ServerInner {
         queued
     }
 
-    /// Called by each loop as it exits; the last one ends the server.
-    pub(crate) fn loop_exited(self: &Arc<Self>) {
-        if self.running_loops.fetch_sub(1, Ordering::AcqRel) != 1 {
+    /// A connection opened: into `connections`. One that opens while this server is
+    /// terminating is closed at once (it had passed the path check before).
+    pub(crate) fn connection_opened(&self, ws: &WebSocketConnection) {
+        let mut map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(ws.id(), ws.clone());
+        if self.is_closing() {
+            close_gracefully(ws);
+        }
+    }
+
+    /// A connection ended: out of `connections`. True when it was the last one of a
+    /// terminating server, which the caller then finishes.
+    pub(crate) fn connection_ended(&self, id: u64) -> bool {
+        let mut map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&id);
+        map.is_empty() && self.is_closing()
+    }
+
+    /// Terminates this server alone, its web server going on: no new connections on its
+    /// path; every connection gets a Close (1001) and waits for its peer's; with
+    /// `timeout`, what is left then is destroyed (at once for zero).
+    fn close_all(self: &Arc<Self>, timeout: Option<Duration>) {
+        let conns: Vec<WebSocketConnection> = {
+            let map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+            self.closing.store(true, Ordering::Release);
+            map.values().cloned().collect()
+        };
+        if conns.is_empty() {
+            return self.finish();
+        }
+        if timeout == Some(Duration::ZERO) {
+            for ws in &conns {
+                ws.inner.conn.loop_handle().destroy(ws.inner.conn.shared());
+            }
+            return;
+        }
+        for ws in &conns {
+            close_gracefully(ws);
+        }
+        if let Some(timeout) = timeout {
+            // One short-lived thread per terminate call: at the deadline, what is left
+            // is destroyed (a command to each loop; the loops do the work).
+            let _ = std::thread::Builder::new()
+                .name("ws6455-terminate".into())
+                .spawn(move || {
+                    std::thread::sleep(timeout);
+                    for ws in conns {
+                        ws.inner.conn.loop_handle().destroy(ws.inner.conn.shared());
+                    }
+                });
+        }
+    }
+
+    /// The server has closed: `on_terminate` (once), then `wait` returns.
+    pub(crate) fn finish(self: &Arc<Self>) {
+        if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
         if let Some(relay) = self.relay.get() {
             relay.stop();
         }
+        self.web.detach(self);
         self.terminated.store(true, Ordering::Release);
         let server = WebSocketServer {
             inner: self.clone(),
@@ -200,6 +263,16 @@ impl ServerInner {
     }
 }
 
+/// Starts a connection's closing handshake (1001), waiting for the peer's answer past
+/// the close timeout, as a server's terminate does.
+fn close_gracefully(ws: &WebSocketConnection) {
+    let conn = &ws.inner.conn;
+    let code = ws6455_core::CloseCode::GOING_AWAY;
+    let _ = conn
+        .loop_handle()
+        .close_gracefully(conn.shared(), code, "server terminated");
+}
+
 /// A running WebSocket server: a cheap, clonable, thread-safe handle.
 #[derive(Clone)]
 pub struct WebSocketServer {
@@ -209,7 +282,7 @@ pub struct WebSocketServer {
 impl fmt::Debug for WebSocketServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocketServer")
-            .field("local_addr", &self.inner.local_addr)
+            .field("local_addr", &self.inner.web.local_addr)
             .field("path", &self.inner.options.path)
             .field("terminated", &self.terminated())
             .finish()
@@ -217,33 +290,54 @@ impl fmt::Debug for WebSocketServer {
 }
 
 impl WebSocketServer {
-    /// Binds, starts the event loop(s), calls `on_open`, and returns the handle.
+    /// Binds, starts the event loop(s) of a web server of its own, calls `on_open`, and
+    /// returns the handle. Its `on_http_request` answers plain HTTP on the port; the web
+    /// server ends with this server.
     pub fn new(handler: impl ServerHandler, options: ServerOptions) -> io::Result<WebSocketServer> {
-        let threads = options.threads.max(1);
-        let listeners = ws6455_mio::bind(options.listen, threads)?;
-        let local_addr = listeners[0].local_addr()?;
-        let config = Arc::new(options.limits.clone());
-        let mut loops = Vec::new();
-        let mut handles = Vec::new();
-        for listener in listeners {
-            let (event_loop, handle) = match &options.tls {
-                None => EventLoop::new(listener, config.clone())?,
-                Some(tls) => EventLoop::with_tls(listener, tls.clone(), config.clone())?,
-            };
-            loops.push(event_loop);
-            handles.push(handle);
-        }
-        let topics = Topics::new(handles.clone(), options.topics.clone());
+        let web_options = WebOptions {
+            listen: options.listen,
+            threads: options.threads,
+            limits: options.limits.clone(),
+            tls: options.tls.clone(),
+        };
+        let (web, loops) = WebInner::bind(HttpSide::OwnServer, web_options)?;
+        // Connections wait in the listen backlog until the loops start: `on_open` first.
+        let server = Self::start(web.clone(), Arc::new(handler), options, true)?;
+        web.start(loops)?;
+        Ok(server)
+    }
+
+    /// Attaches a WebSocket server to `web` at `options.path` (exact, or a prefix ending
+    /// in `*`; `None` takes every path), calls `on_open`, and returns the handle. The
+    /// address, threads, limits and TLS are the web server's (`options.listen`,
+    /// `threads`, `limits` and `tls` are not used). Refused when the path overlaps one of
+    /// another server on `web`. Its `on_http_request` is not used: the web server's
+    /// [`HttpHandler`] answers plain HTTP.
+    pub fn attach(
+        web: &WebServer,
+        handler: impl ServerHandler,
+        options: ServerOptions,
+    ) -> io::Result<WebSocketServer> {
+        Self::start(web.inner.clone(), Arc::new(handler), options, false)
+    }
+
+    fn start(
+        web: Arc<WebInner>,
+        handler: Arc<dyn ServerHandler>,
+        options: ServerOptions,
+        owns_web: bool,
+    ) -> io::Result<WebSocketServer> {
+        let topics = Topics::new(web.loops.clone(), options.topics.clone());
         let inner = Arc::new(ServerInner {
-            handler: Arc::new(handler),
+            handler,
             options,
-            local_addr,
-            loops: handles,
+            web: web.clone(),
+            owns_web,
             connections: Mutex::new(BTreeMap::new()),
-            running_loops: AtomicUsize::new(loops.len()),
+            closing: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             terminated: AtomicBool::new(false),
             done: (Mutex::new(false), Condvar::new()),
-            threads: Mutex::new(Vec::new()),
             topics,
             relay: std::sync::OnceLock::new(),
         });
@@ -252,27 +346,18 @@ impl WebSocketServer {
             let relay = Relay::start(backplane, changed, Arc::downgrade(&inner))?;
             let _ = inner.relay.set(relay);
         }
+        if let Err(error) = web.attach(inner.clone()) {
+            if let Some(relay) = inner.relay.get() {
+                relay.stop();
+            }
+            return Err(error);
+        }
         let server = WebSocketServer { inner };
-        // Connections wait in the listen backlog until the loops start: `on_open` comes first.
         if let Err(error) = ws6455_mio::guarded(|| server.inner.handler.on_open(&server)) {
             server
                 .inner
                 .report_error(500, format!("on_open: {error}"), "server");
         }
-        let mut threads = Vec::new();
-        for (index, event_loop) in loops.into_iter().enumerate() {
-            // The loop gets its handler now that the server it reports to exists.
-            let glue = Glue::new(server.inner.clone(), index);
-            let thread = std::thread::Builder::new()
-                .name(format!("ws6455-server-{index}"))
-                .spawn(move || event_loop.run(glue))?;
-            threads.push(thread);
-        }
-        *server
-            .inner
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = threads;
         Ok(server)
     }
 
@@ -315,21 +400,34 @@ impl WebSocketServer {
 
     /// True when the server speaks TLS (`wss://`).
     pub fn is_tls(&self) -> bool {
-        self.inner.options.tls.is_some()
+        self.inner.web.options.tls.is_some()
     }
 
     /// The address the server is bound to (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr
+        self.inner.web.local_addr
+    }
+
+    /// The web server this server is attached to (its own, for one made with `new`).
+    pub fn web(&self) -> WebServer {
+        WebServer {
+            inner: self.inner.web.clone(),
+        }
     }
 
     /// Closes the server: no new connections; every connection gets a Close (1001), waits
     /// for the peer's Close, and its TCP connection is shut down cleanly (FIN) once
     /// answered. The close timeout does not cut this short; a dead peer is found by the
     /// keepalive (nothing heard for `ping_interval + pong_timeout`: given up, 1006).
+    ///
+    /// On a web server shared with other WebSocket servers, only this server's
+    /// connections close; the web server and the others go on, and this path answers 404
+    /// from then on. A server made with `new` takes its web server with it.
     pub fn terminate(&self) {
-        for handle in &self.inner.loops {
-            handle.shutdown(None);
+        if self.inner.owns_web {
+            self.inner.web.shutdown(None);
+        } else {
+            self.inner.close_all(None);
         }
     }
 
@@ -337,8 +435,10 @@ impl WebSocketServer {
     /// destroyed by force (a TCP reset), also when `timeout` is longer than the close
     /// timeout. A zero timeout destroys them at once: no Close frames, no FIN.
     pub fn terminate_with_timeout(&self, timeout: Duration) {
-        for handle in &self.inner.loops {
-            handle.shutdown(Some(timeout));
+        if self.inner.owns_web {
+            self.inner.web.shutdown(Some(timeout));
+        } else {
+            self.inner.close_all(Some(timeout));
         }
     }
 
@@ -351,7 +451,11 @@ impl WebSocketServer {
     /// it is terminated. From a callback on one of the server's loop threads it does not
     /// block (the loop could never get there): it says whether the server is terminated.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        if self.inner.loops.iter().any(LoopHandle::is_loop_thread) {
+        if self.inner.owns_web {
+            // The web server finishes this server before it is done itself.
+            return self.inner.web.wait(timeout);
+        }
+        if self.inner.web.loops.iter().any(LoopHandle::is_loop_thread) {
             return self.terminated();
         }
         let (lock, condvar) = &self.inner.done;
@@ -371,12 +475,6 @@ impl WebSocketServer {
                         .0;
                 }
             }
-        }
-        drop(done);
-        let threads =
-            std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for thread in threads {
-            let _ = thread.join();
         }
         true
     }

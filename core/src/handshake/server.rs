@@ -240,16 +240,20 @@ impl fmt::Display for HandshakeError {
 impl std::error::Error for HandshakeError {}
 
 /// Checks that a complete request is a valid RFC 6455 opening handshake (section 4.2.1).
+///
+/// A request without an `Upgrade` header, whatever its method, is plain HTTP
+/// ([`HandshakeError::NotUpgrade`]: a page, a HEAD, a POST), for the application to answer
+/// or refuse with 426; an upgrade with another method than GET is refused with 405.
 pub fn validate_upgrade(request: &Request) -> Result<(), HandshakeError> {
+    let headers = &request.headers;
+    if headers.get("upgrade").is_none() {
+        return Err(HandshakeError::NotUpgrade);
+    }
     if request.method != "GET" {
         return Err(HandshakeError::MethodNotAllowed(request.method.clone()));
     }
-    let headers = &request.headers;
     if headers.get("host").is_none_or(str::is_empty) {
         return Err(HandshakeError::MissingHost);
-    }
-    if headers.get("upgrade").is_none() {
-        return Err(HandshakeError::NotUpgrade);
     }
     if !request.is_websocket_upgrade() {
         return Err(HandshakeError::InvalidUpgradeHeader);
@@ -556,6 +560,15 @@ mod tests {
         let check = |text: &str| validate_upgrade(&parse(text).unwrap().unwrap()).unwrap_err();
         let post = RFC_REQUEST.replacen("GET", "POST", 1);
         assert_eq!(check(&post).status(), 405);
+        // Without an upgrade, any method is plain HTTP, for the application.
+        assert_eq!(
+            check("HEAD /page HTTP/1.1\r\nHost: h\r\n\r\n"),
+            HandshakeError::NotUpgrade
+        );
+        assert_eq!(
+            check("POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
+            HandshakeError::NotUpgrade
+        );
         assert_eq!(
             check(&with_header("Host", None)),
             HandshakeError::MissingHost
