@@ -39,6 +39,8 @@ pub struct Acceptor {
     deadline: Instant,
     /// The request was returned: later input is ignored.
     done: bool,
+    /// A plain HTTP request whose body (this many bytes) is still arriving.
+    waiting_body: Option<(Request, usize)>,
 }
 
 impl Acceptor {
@@ -50,6 +52,7 @@ impl Acceptor {
             deadline: now + config.handshake_timeout,
             config,
             done: false,
+            waiting_body: None,
         }
     }
 
@@ -62,26 +65,50 @@ impl Acceptor {
         if self.done {
             return Ok(None);
         }
-        let request = match self.parser.receive_data(data) {
-            Ok(None) => return Ok(None),
-            Ok(Some(request)) => request,
-            Err(error) => return Err(self.refuse(error, now)),
+        let (mut request, body_len) = match self.waiting_body.take() {
+            Some((request, len)) => {
+                // The head is parsed: the parser only keeps what follows it.
+                let _ = self.parser.receive_data(data);
+                (request, Some(len))
+            }
+            None => {
+                let request = match self.parser.receive_data(data) {
+                    Ok(None) => return Ok(None),
+                    Ok(Some(request)) => request,
+                    Err(error) => return Err(self.refuse(error, now)),
+                };
+                match validate_upgrade(&request) {
+                    Ok(()) => (request, None),
+                    Err(HandshakeError::NotUpgrade) => {
+                        match request.announced_body_len(self.config.max_http_body) {
+                            Ok(len) => (request, Some(len)),
+                            Err(error) => return Err(self.refuse(error, now)),
+                        }
+                    }
+                    Err(error) => return Err(self.refuse(error, now)),
+                }
+            }
         };
-        let websocket = match validate_upgrade(&request) {
-            Ok(()) => true,
-            Err(HandshakeError::NotUpgrade) => false,
-            Err(error) => return Err(self.refuse(error, now)),
-        };
+        let mut early_input = self.parser.leftover();
+        if let Some(len) = body_len {
+            if early_input.len() < len {
+                self.waiting_body = Some((request, len));
+                return Ok(None);
+            }
+            request.set_body(early_input[..len].to_vec());
+            early_input = &early_input[len..];
+        }
         self.done = true;
         Ok(Some(Accepted {
+            websocket: body_len.is_none(),
             request,
-            websocket,
-            early_input: self.parser.leftover().to_vec(),
+            early_input: early_input.to_vec(),
             config: self.config.clone(),
         }))
     }
 
     fn refuse(&mut self, error: HandshakeError, now: Instant) -> Refused {
+        self.waiting_body = None;
         self.done = true;
         let reply = Reply::new(error.status(), error.response(), now, &self.config);
         Refused { error, reply }
@@ -377,6 +404,55 @@ mod tests {
         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
         Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+
+    #[test]
+    fn a_plain_request_body_is_read_up_to_its_content_length_across_reads() {
+        let now = Instant::now();
+        let mut acceptor = Acceptor::new(Config::default(), now);
+        let head = b"POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello";
+        assert!(acceptor.receive_data(now, head).unwrap().is_none());
+        assert!(acceptor.receive_data(now, b" wor").unwrap().is_none());
+        let accepted = acceptor.receive_data(now, b"ldEXTRA").unwrap().unwrap();
+        assert!(!accepted.is_websocket());
+        assert_eq!(accepted.request().method(), "POST");
+        assert_eq!(accepted.request().body(), b"hello world");
+        // No body, no wait; an upgrade never has one.
+        let mut acceptor = Acceptor::new(Config::default(), now);
+        let get = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let accepted = acceptor.receive_data(now, get).unwrap().unwrap();
+        assert!(accepted.request().body().is_empty());
+        let accepted = super::tests::accepted(Config::default(), UPGRADE.as_bytes());
+        assert!(accepted.is_websocket() && accepted.request().body().is_empty());
+    }
+
+    #[test]
+    fn plain_request_bodies_that_cannot_be_read_are_refused() {
+        let now = Instant::now();
+        let config = Config {
+            max_http_body: 10,
+            ..Config::default()
+        };
+        let status = |request: &str| {
+            let mut acceptor = Acceptor::new(config.clone(), now);
+            match acceptor.receive_data(now, request.as_bytes()) {
+                Err(refused) => refused.error.status(),
+                Ok(_) => 0,
+            }
+        };
+        let post = |headers: &str| format!("POST / HTTP/1.1\r\nHost: h\r\n{headers}\r\n");
+        assert_eq!(status(&post("Content-Length: 11\r\n")), 413);
+        assert_eq!(
+            status(&post("Content-Length: 99999999999999999999999\r\n")),
+            413
+        );
+        assert_eq!(status(&post("Transfer-Encoding: chunked\r\n")), 411);
+        assert_eq!(status(&post("Content-Length: ten\r\n")), 400);
+        assert_eq!(
+            status(&post("Content-Length: 1\r\nContent-Length: 2\r\n")),
+            400
+        );
+        assert_eq!(status(&post("Content-Length: 10\r\n")), 0, "waits for it");
+    }
 
     fn accepted(config: Config, request: &[u8]) -> Accepted {
         let now = Instant::now();

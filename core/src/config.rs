@@ -25,6 +25,10 @@ pub struct Config {
     /// The largest opening handshake accepted: a request on a server (431 beyond it), a
     /// response on a client (default 16 KiB).
     pub max_handshake_size: usize,
+    /// The largest body of a plain HTTP request (no upgrade) a server reads for the
+    /// application (default 64 KiB; 413 beyond it). Bodies need a `Content-Length`
+    /// (411 for chunked ones); they count toward the handshake timeout.
+    pub max_http_body: usize,
     /// Time allowed from the start of a connection to a complete handshake request or
     /// response (default 10 s): slowloris connections are cut off after it.
     pub handshake_timeout: Duration,
@@ -55,6 +59,7 @@ impl Default for Config {
             auto_pong: true,
             fragment_size: None,
             max_handshake_size: 16 << 10,
+            max_http_body: 64 << 10,
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             idle_timeout: None,

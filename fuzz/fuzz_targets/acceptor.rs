@@ -1,7 +1,8 @@
 //! A server connection from its first byte: the acceptor, the upgrade (with
 //! permessage-deflate offered or not), then whatever followed the request. Oracle: whole
 //! and chunked input give the same verdict, the same events and the same output; a
-//! refusal is a 4xx answer; an upgrade's output starts with a 101.
+//! refusal is a 4xx answer; an upgrade's output starts with a 101; a plain request's body
+//! is the same however it arrived.
 #![no_main]
 
 use std::time::Instant;
@@ -15,7 +16,8 @@ use ws6455_fuzz::chunks;
 enum Verdict {
     Incomplete,
     Refused(u16),
-    Http,
+    /// A plain HTTP request, with the body read for it.
+    Http(Vec<u8>),
     Upgraded { events: Vec<Event>, output: Vec<u8> },
 }
 
@@ -38,7 +40,7 @@ fn run(pieces: &[&[u8]], deflate: bool) -> Verdict {
             }
         };
         if !accepted.is_websocket() {
-            return Verdict::Http;
+            return Verdict::Http(accepted.request().body().to_vec());
         }
         let mut conn = accepted
             .accept(&Choices::default(), now)

@@ -46,6 +46,18 @@ impl Request {
         self.remote_address
     }
 
+    /// The body of a plain HTTP request (a POST's), up to
+    /// `limits.protocol.max_http_body` (64 KiB by default; 413 beyond it); empty for an
+    /// upgrade.
+    pub fn body(&self) -> &[u8] {
+        self.inner.body()
+    }
+
+    /// The method: `GET` for an upgrade; any for plain HTTP.
+    pub fn method(&self) -> &str {
+        self.inner.method()
+    }
+
     /// The subprotocols the client offered, in its order of preference.
     pub fn subprotocols(&self) -> Vec<&str> {
         self.inner.subprotocols()

@@ -17,7 +17,11 @@ struct Pages;
 
 impl HttpHandler for Pages {
     fn on_request(&self, _: &WebServer, request: &Request) -> Option<HttpResponse> {
-        (request.path() == "/health").then(|| HttpResponse::ok("text/plain", "ok\n"))
+        match (request.method(), request.path()) {
+            (_, "/health") => Some(HttpResponse::ok("text/plain", "ok\n")),
+            ("POST", "/echo") => Some(HttpResponse::ok("text/plain", request.body().to_vec())),
+            _ => None,
+        }
     }
 }
 
@@ -134,6 +138,16 @@ fn pages_and_several_websocket_servers_share_one_port() {
         head.ends_with("\r\n\r\n"),
         "a HEAD answer with a body: {head:?}"
     );
+    let posted = http(
+        &web,
+        "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nname=ryan",
+    );
+    assert!(posted.ends_with("\r\n\r\nname=ryan"), "{posted}");
+    let too_big = format!(
+        "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+        (64 << 10) + 1
+    );
+    assert!(http(&web, &too_big).starts_with("HTTP/1.1 413"));
     let missing = http(&web, "GET /nothing HTTP/1.1\r\nHost: h\r\n\r\n");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     let not_upgraded = http(&web, "GET /chat HTTP/1.1\r\nHost: h\r\n\r\n");

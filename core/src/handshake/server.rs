@@ -21,6 +21,7 @@ pub struct Request {
     method: String,
     target: String,
     headers: Headers,
+    body: Vec<u8>,
 }
 
 impl Request {
@@ -33,7 +34,40 @@ impl Request {
             method: method.into(),
             target: target.into(),
             headers,
+            body: Vec::new(),
         }
+    }
+
+    /// The body of a plain HTTP request (a POST's form, say), read up to
+    /// [`Config::max_http_body`](crate::Config::max_http_body); empty for an upgrade.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body's length as the request announces it: `Content-Length`, 0 without one.
+    /// Refused: a chunked body (411), an invalid or ambiguous length (400), one over
+    /// `limit` (413).
+    pub(crate) fn announced_body_len(&self, limit: usize) -> Result<usize, HandshakeError> {
+        if self.headers.get("transfer-encoding").is_some() {
+            return Err(HandshakeError::LengthRequired);
+        }
+        let mut lengths = self.headers.get_all("content-length");
+        let Some(first) = lengths.next() else {
+            return Ok(0);
+        };
+        let digits = !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit());
+        if !digits || lengths.any(|other| other != first) {
+            return Err(HandshakeError::Malformed("invalid Content-Length".into()));
+        }
+        // Only digits: a parse failure is an overflow, too large as well.
+        match first.parse::<usize>() {
+            Ok(len) if len <= limit => Ok(len),
+            _ => Err(HandshakeError::BodyTooLarge { limit }),
+        }
+    }
+
+    pub(crate) fn set_body(&mut self, body: Vec<u8>) {
+        self.body = body;
     }
 
     /// The method (`GET` for a WebSocket handshake).
@@ -163,6 +197,13 @@ pub enum HandshakeError {
     UnsupportedVersion(Option<String>),
     /// `Sec-WebSocket-Key` missing, repeated, or not base64 of 16 bytes: 400.
     InvalidKey,
+    /// A plain HTTP request with a chunked body: 411 (a `Content-Length` is needed).
+    LengthRequired,
+    /// A plain HTTP request's body is larger than the limit: 413.
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
 impl HandshakeError {
@@ -178,6 +219,8 @@ impl HandshakeError {
             | HandshakeError::InvalidUpgradeHeader
             | HandshakeError::MissingConnectionUpgrade
             | HandshakeError::InvalidKey => 400,
+            HandshakeError::LengthRequired => 411,
+            HandshakeError::BodyTooLarge { .. } => 413,
         }
     }
 
@@ -232,6 +275,12 @@ impl fmt::Display for HandshakeError {
             }
             HandshakeError::InvalidKey => {
                 f.write_str("Sec-WebSocket-Key must be base64 of 16 bytes, given once")
+            }
+            HandshakeError::LengthRequired => {
+                f.write_str("a request body needs a Content-Length (chunked is not read)")
+            }
+            HandshakeError::BodyTooLarge { limit } => {
+                write!(f, "request body larger than {limit} bytes")
             }
         }
     }
@@ -363,6 +412,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -447,6 +498,7 @@ impl ServerHandshake {
             method: parsed.method.unwrap_or_default().to_owned(),
             target: parsed.path.unwrap_or_default().to_owned(),
             headers: Headers::from_httparse(parsed.headers),
+            body: Vec::new(),
         }))
     }
 
