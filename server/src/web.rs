@@ -2,6 +2,39 @@
 //! WebSocket servers attached to it by path. One web server carries a chat on `/chat`
 //! and a feed on `/feed` beside ordinary pages; `WebSocketServer::new` starts a web
 //! server of its own for the simple case.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ws6455_server::*;
+//!
+//! struct Pages;
+//! impl HttpHandler for Pages {
+//!     fn on_request(&self, _: &WebServer, request: &Request) -> Option<HttpResponse> {
+//!         (request.path() == "/").then(|| HttpResponse::ok("text/html", "<h1>hello</h1>"))
+//!     }
+//! }
+//!
+//! struct Echo;
+//! impl ConnectionHandler for Echo {
+//!     fn on_message(&self, ws: &WebSocketConnection, event: MessageEvent) {
+//!         let _ = ws.send(event.data);
+//!     }
+//! }
+//! struct App;
+//! impl ServerHandler for App {
+//!     fn on_connection(&self, _: &WebSocketServer, _: &ConnectionEvent) -> Option<Arc<dyn ConnectionHandler>> {
+//!         Some(Arc::new(Echo))
+//!     }
+//! }
+//!
+//! let web = WebServer::new(Pages, WebOptions::default()).unwrap();
+//! let chat = ServerOptions { path: Some("/chat".into()), ..ServerOptions::default() };
+//! let feed = ServerOptions { path: Some("/feed/*".into()), data_type: DataType::Blob, ..ServerOptions::default() };
+//! let chat = WebSocketServer::attach(&web, App, chat).unwrap();
+//! let _feed = WebSocketServer::attach(&web, App, feed).unwrap();
+//! chat.terminate(); // the feed and the pages go on
+//! web.wait(None);
+//! ```
 
 use std::fmt;
 use std::io;
