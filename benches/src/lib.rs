@@ -34,3 +34,31 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 pub fn open_fds(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
+
+/// Walks the whole unmasked frames (a server's) at the start of `buf`, calling `each`
+/// with every payload, and returns how many bytes they took: the rest is a frame still
+/// incomplete.
+pub fn server_frames(buf: &[u8], mut each: impl FnMut(&[u8])) -> usize {
+    let mut at = 0;
+    loop {
+        let rest = &buf[at..];
+        if rest.len() < 2 {
+            return at;
+        }
+        let (header, len) = match rest[1] & 0x7f {
+            126 if rest.len() >= 4 => (4, u16::from_be_bytes([rest[2], rest[3]]) as usize),
+            127 if rest.len() >= 10 => {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&rest[2..10]);
+                (10, u64::from_be_bytes(bytes) as usize)
+            }
+            126 | 127 => return at,
+            n => (2, n as usize),
+        };
+        if rest.len() < header + len {
+            return at;
+        }
+        each(&rest[header..header + len]);
+        at += header + len;
+    }
+}

@@ -455,7 +455,7 @@ impl LoopHandle {
         code: CloseCode,
         reason: &str,
     ) -> Result<(), SendError> {
-        self.close_as(conn, code, reason, Closer::Application)
+        self.close_as(conn, code, reason, Closer::Application, false)
     }
 
     /// Starts the closing handshake with any code valid on the wire (for the engine:
@@ -466,7 +466,7 @@ impl LoopHandle {
         code: CloseCode,
         reason: &str,
     ) -> Result<(), SendError> {
-        self.close_as(conn, code, reason, Closer::Engine)
+        self.close_as(conn, code, reason, Closer::Engine, false)
     }
 
     /// Checks the close by the core's rules on the caller's thread (so that a refusal
@@ -477,6 +477,7 @@ impl LoopHandle {
         code: CloseCode,
         reason: &str,
         by: Closer,
+        wait_for_peer: bool,
     ) -> Result<(), SendError> {
         check_close(code, reason, by).map_err(SendError::Protocol)?;
         match conn.status() {
@@ -487,7 +488,7 @@ impl LoopHandle {
             conn: conn.clone(),
             code,
             reason: reason.to_owned(),
-            wait_for_peer: false,
+            wait_for_peer,
         });
         Ok(())
     }
@@ -502,18 +503,7 @@ impl LoopHandle {
         code: CloseCode,
         reason: &str,
     ) -> Result<(), SendError> {
-        check_close(code, reason, Closer::Engine).map_err(SendError::Protocol)?;
-        match conn.status() {
-            Status::Connected | Status::Connecting => {}
-            other => return Err(SendError::NotOpen(other)),
-        }
-        self.push(Command::Close {
-            conn: conn.clone(),
-            code,
-            reason: reason.to_owned(),
-            wait_for_peer: true,
-        });
-        Ok(())
+        self.close_as(conn, code, reason, Closer::Engine, true)
     }
 
     /// Destroys the connection at once, whatever its state: no Close frame, and a TCP

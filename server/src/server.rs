@@ -15,7 +15,7 @@ use crate::backplane::Relay;
 use crate::connection::{ConnectionHandler, WebSocketConnection};
 use crate::topics::{check_name, server_frame, TopicOptions, TopicStats, Topics};
 use crate::types::{ConnectionEvent, HttpResponse, Request};
-use crate::web::{HttpSide, WebInner, WebOptions, WebServer};
+use crate::web::{wait_until_done, HttpSide, WebInner, WebOptions, WebServer};
 use ws6455_api::{Data, DataType, Error, ErrorEvent};
 
 /// Callbacks for the server. Only `on_connection` is mandatory.
@@ -458,25 +458,7 @@ impl WebSocketServer {
         if self.inner.web.loops.iter().any(LoopHandle::is_loop_thread) {
             return self.terminated();
         }
-        let (lock, condvar) = &self.inner.done;
-        let mut done = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        while !*done {
-            match deadline {
-                None => done = condvar.wait(done).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    done = condvar
-                        .wait_timeout(done, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
-        }
-        true
+        wait_until_done(&self.inner.done, timeout)
     }
 
     /// Sends `data` to every open connection except `except` (by id). The frame is encoded

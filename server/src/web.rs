@@ -335,31 +335,39 @@ impl WebInner {
         if self.loops.iter().any(LoopHandle::is_loop_thread) {
             return self.terminated.load(Ordering::Acquire);
         }
-        let (lock, condvar) = &self.done;
-        let mut done = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = timeout.map(|t| Instant::now() + t);
-        while !*done {
-            match deadline {
-                None => done = condvar.wait(done).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    done = condvar
-                        .wait_timeout(done, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
+        if !wait_until_done(&self.done, timeout) {
+            return false;
         }
-        drop(done);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {
             let _ = thread.join();
         }
         true
     }
+}
+
+/// Blocks until the flag of `done` is set (by its holder, who then notifies), at most
+/// `timeout` if given; returns whether it is set.
+pub(crate) fn wait_until_done(done: &(Mutex<bool>, Condvar), timeout: Option<Duration>) -> bool {
+    let (lock, condvar) = done;
+    let mut set = lock.lock().unwrap_or_else(|e| e.into_inner());
+    let deadline = timeout.map(|t| Instant::now() + t);
+    while !*set {
+        match deadline {
+            None => set = condvar.wait(set).unwrap_or_else(|e| e.into_inner()),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                set = condvar
+                    .wait_timeout(set, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+    }
+    true
 }
 
 impl WebServer {

@@ -140,32 +140,13 @@ struct Client {
     received: usize,
 }
 
-/// Counts whole frames in `buf` (unmasked server frames); keeps the incomplete tail.
+/// Counts whole frames in `data` (unmasked server frames); keeps the incomplete tail.
 fn count_frames(client: &mut Client, data: &[u8]) {
     client.pending.extend_from_slice(data);
-    let buf = &client.pending;
-    let mut at = 0;
-    loop {
-        let rest = &buf[at..];
-        if rest.len() < 2 {
-            break;
-        }
-        let (header, len) = match rest[1] & 0x7f {
-            126 if rest.len() >= 4 => (4, u16::from_be_bytes([rest[2], rest[3]]) as usize),
-            127 if rest.len() >= 10 => (
-                10,
-                u64::from_be_bytes(rest[2..10].try_into().unwrap()) as usize,
-            ),
-            126 | 127 => break,
-            n => (2, n as usize),
-        };
-        if rest.len() < header + len {
-            break;
-        }
-        at += header + len;
-        client.received += 1;
-    }
-    client.pending.drain(..at);
+    let mut frames = 0;
+    let used = ws6455_benches::server_frames(&client.pending, |_| frames += 1);
+    client.received += frames;
+    client.pending.drain(..used);
 }
 
 fn connect_all(addr: SocketAddr, count: usize, poll: &Poll) -> Vec<Client> {

@@ -179,23 +179,7 @@ fn websocket_reader(addr: SocketAddr, received: Arc<Received>, base: Instant) {
                 Ok(n) => n,
             };
             buf.extend_from_slice(&chunk[..n]);
-            let mut at = 0;
-            loop {
-                let rest = &buf[at..];
-                if rest.len() < 2 {
-                    break;
-                }
-                let (header, len) = match rest[1] & 0x7f {
-                    126 if rest.len() >= 4 => (4, u16::from_be_bytes([rest[2], rest[3]]) as usize),
-                    126 | 127 => break,
-                    n => (2, n as usize),
-                };
-                if rest.len() < header + len {
-                    break;
-                }
-                received.record(&rest[header..header + len], base);
-                at += header + len;
-            }
+            let at = ws6455_benches::server_frames(&buf, |payload| received.record(payload, base));
             buf.drain(..at);
         }
     });
