@@ -11,7 +11,7 @@ use ws6455_core::{CloseCode, ConnectionState};
 use crate::conn::{Conn, Phase};
 use crate::dispatch::{fail_open, feed_open, guarded, open};
 use crate::event_loop::Running;
-use crate::handle::{Adoption, Command, ConnShared, Status};
+use crate::handle::{Adoption, Command, ConnShared, Status, LOCAL};
 use crate::handler::{ConnError, ConnHandler, Handler};
 use crate::transport::{ClientStream, Transport};
 
@@ -22,17 +22,22 @@ impl<H: Handler> Running<H> {
         (conn.shared.id() == shared.id()).then_some(token)
     }
 
-    /// Applies the commands queued when it starts, taking them one at a time: a callback
-    /// run meanwhile (`on_open` of an adopted connection, `on_close`) applies its
-    /// connection's queued commands itself, and must find them all still queued, or one
-    /// connection's sends would be reordered. Commands queued meanwhile wait for the next
-    /// turn (the poll does not sleep then), so a producer thread cannot starve reads.
-    /// What the commands wrote goes out at the end, one write per connection.
+    /// Applies the commands other threads queued before it started (taking them one at
+    /// a time, so that producers are not held on the lock), then those this thread's
+    /// callbacks queued outside a connection's own callback (a broadcast, a publish, a
+    /// terminate). Commands queued meanwhile, by the callbacks it runs (`on_open` of an
+    /// adopted connection, `on_close`), wait for the next turn (the poll does not sleep
+    /// then), so a producer cannot starve reads. What the commands wrote goes out at the
+    /// end, one write per connection.
     pub(crate) fn run_commands(&mut self) {
         let inner = self.handle.inner.clone();
         let commands = &inner.commands;
         let queued = commands.lock().unwrap_or_else(|e| e.into_inner()).len();
-        if queued == 0 {
+        let local = LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            (!local.is_empty()).then(|| local.take())
+        });
+        if queued == 0 && local.is_none() {
             return;
         }
         let now = Instant::now();
@@ -42,39 +47,40 @@ impl<H: Handler> Running<H> {
                 .unwrap_or_else(|e| e.into_inner())
                 .pop_front();
             let Some(command) = next else { break };
-            command.dequeue();
-            let command = match command {
-                Command::Shutdown { timeout } => {
-                    self.begin_shutdown(timeout, now);
-                    continue;
-                }
-                Command::Adopt(adoption) => {
-                    self.adopt(*adoption, now);
-                    continue;
-                }
-                Command::FanOut(fan_out) => {
-                    self.fan_out(*fan_out, now);
-                    continue;
-                }
-                other => other,
-            };
-            let key = command.conn().and_then(|conn| self.live(conn));
-            let Some(key) = key else { continue };
-            if matches!(command, Command::Destroy { .. }) {
-                self.destroy(key);
-                continue;
+            self.run_command(command, now);
+        }
+        // Then what this thread's callbacks queued before the turn began.
+        if let Some(mut local) = local {
+            for command in local.drain(..) {
+                self.run_command(command, now);
             }
-            let conn = &mut self.conns[key];
-            let Phase::Open { core, .. } = &mut conn.phase else {
-                if matches!(command, Command::Close { .. }) {
-                    self.remove(key);
-                }
-                continue;
-            };
-            command.apply(core, now);
-            self.defer_update(key);
+            LOCAL.with(|l| l.borrow_mut().give_back(Vec::new(), local));
         }
         self.flush_deferred();
+    }
+
+    fn run_command(&mut self, command: Command, now: Instant) {
+        command.dequeue();
+        let command = match command {
+            Command::Shutdown { timeout } => return self.begin_shutdown(timeout, now),
+            Command::Adopt(adoption) => return self.adopt(*adoption, now),
+            Command::FanOut(fan_out) => return self.fan_out(*fan_out, now),
+            other => other,
+        };
+        let key = command.conn().and_then(|conn| self.live(conn));
+        let Some(key) = key else { return };
+        if matches!(command, Command::Destroy { .. }) {
+            return self.destroy(key);
+        }
+        let conn = &mut self.conns[key];
+        let Phase::Open { core, .. } = &mut conn.phase else {
+            if matches!(command, Command::Close { .. }) {
+                self.remove(key);
+            }
+            return;
+        };
+        command.apply(core, now);
+        self.defer_update(key);
     }
 
     /// Takes in a client connection whose handshake is done: registers it, runs `on_open`,

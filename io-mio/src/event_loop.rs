@@ -20,7 +20,7 @@ use ws6455_core::{ConnectionState, Expired};
 use crate::config::LoopConfig;
 use crate::conn::{Conn, Handshaking, Phase};
 use crate::dispatch::{fail_open, feed, guarded};
-use crate::handle::{over_cap, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP};
+use crate::handle::{over_cap, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP, LOCAL};
 use crate::handler::{AcceptProblem, ConnError, ConnHandler, Handler};
 use crate::transport::Transport;
 
@@ -276,6 +276,7 @@ impl<H: Handler> Running<H> {
         let queued = || {
             let queue = self.handle.inner.commands.lock();
             !queue.unwrap_or_else(|e| e.into_inner()).is_empty()
+                || LOCAL.with(|local| !local.borrow().is_empty())
         };
         // Commands queued by callbacks on this thread come with no wake-up.
         if !self.ready.is_empty() || queued() || self.accept == AcceptState::More {

@@ -305,6 +305,43 @@ thread_local! {
     /// The loop running on this thread, if any (address of its `HandleInner`): commands
     /// queued from inside a callback need no wake-up system call.
     pub(crate) static CURRENT_LOOP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Commands made on a loop's own thread (by its callbacks), for that loop: no lock
+    /// and no wake-up. A thread runs one loop at most.
+    pub(crate) static LOCAL: std::cell::RefCell<LocalQueue> =
+        std::cell::RefCell::new(LocalQueue::default());
+}
+
+/// The loop thread's own command queue, with a spare buffer so that taking its
+/// commands allocates nothing once warm.
+#[derive(Default)]
+pub(crate) struct LocalQueue {
+    queue: Vec<Command>,
+    spare: Vec<Command>,
+}
+
+impl LocalQueue {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Takes every queued command; the queue goes on with the spare buffer.
+    pub(crate) fn take(&mut self) -> Vec<Command> {
+        let spare = std::mem::take(&mut self.spare);
+        std::mem::replace(&mut self.queue, spare)
+    }
+
+    /// Puts commands not run back in front of anything queued since, and keeps a
+    /// drained buffer for the next [`take`](Self::take).
+    pub(crate) fn give_back(&mut self, mut unrun: Vec<Command>, mut drained: Vec<Command>) {
+        if !unrun.is_empty() {
+            unrun.append(&mut self.queue);
+            drained = std::mem::replace(&mut self.queue, unrun);
+        }
+        drained.clear();
+        if drained.capacity() > self.spare.capacity() {
+            self.spare = drained;
+        }
+    }
 }
 
 /// A clonable, thread-safe handle to a running loop.
@@ -320,46 +357,40 @@ impl fmt::Debug for LoopHandle {
 }
 
 impl HandleInner {
-    /// Applies, in order, the queued commands for the connection `shared`, leaving the
-    /// others queued. The loop calls this right after a callback, so that what the callback
-    /// sent is in the connection's buffer before the next frame is read: an echo is not
-    /// lost to a later frame that fails the connection.
+    /// Applies, in order, the commands this loop's thread queued for the connection
+    /// `shared` (those of a callback that just ran), leaving the others queued. The loop
+    /// calls this right after a callback, so that what the callback sent is in the
+    /// connection's buffer before the next frame is read: an echo is not lost to a later
+    /// frame that fails the connection. No lock: these commands never left the thread.
     pub(crate) fn apply_commands_for(
         &self,
         shared: &ConnShared,
         core: &mut ws6455_core::Connection,
         now: std::time::Instant,
     ) {
-        let mine = {
-            let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
-            // A Destroy is the loop's to run (it owns the socket): left queued.
-            let is_mine = |c: &Command| {
-                c.conn().is_some_and(|c| c.id() == shared.id())
-                    && !matches!(c, Command::Destroy { .. })
-            };
-            // A fan-out may be for this connection too: what was queued after it waits
-            // for it, or a publish and a later send would swap places.
-            let is_fan_out = |c: &Command| matches!(c, Command::FanOut(_));
-            let before_fan_out = queue.iter().position(is_fan_out).unwrap_or(queue.len());
-            if !queue.range(..before_fan_out).any(is_mine) {
-                return;
+        let taken = LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            (!local.is_empty()).then(|| local.take())
+        });
+        let Some(mut taken) = taken else { return };
+        // A fan-out may be for this connection too: what was queued after it waits for
+        // it, or a publish and a later send would swap places. A Destroy is the loop's to
+        // run (it owns the socket).
+        let mut blocked = false;
+        let mut unrun = Vec::new();
+        for command in taken.drain(..) {
+            let mine = !blocked
+                && command.conn().is_some_and(|c| c.id() == shared.id())
+                && !matches!(command, Command::Destroy { .. });
+            if mine {
+                command.dequeue();
+                command.apply(core, now);
+                continue;
             }
-            let mut mine = Vec::new();
-            let mut others = VecDeque::with_capacity(queue.len());
-            for (index, command) in queue.drain(..).enumerate() {
-                if index < before_fan_out && is_mine(&command) {
-                    mine.push(command);
-                } else {
-                    others.push_back(command);
-                }
-            }
-            *queue = others;
-            mine
-        };
-        for command in mine {
-            command.dequeue();
-            command.apply(core, now);
+            blocked |= matches!(command, Command::FanOut(_));
+            unrun.push(command);
         }
+        LOCAL.with(|local| local.borrow_mut().give_back(unrun, taken));
     }
 }
 
@@ -369,6 +400,10 @@ impl LoopHandle {
     }
 
     fn push(&self, command: Command) {
+        if self.is_loop_thread() {
+            LOCAL.with(|local| local.borrow_mut().queue.push(command));
+            return;
+        }
         let mut queue = self
             .inner
             .commands
@@ -376,10 +411,8 @@ impl LoopHandle {
             .unwrap_or_else(|e| e.into_inner());
         queue.push_back(command);
         drop(queue);
-        if CURRENT_LOOP.with(|c| c.get()) != self.address() {
-            // A failed wake means the loop is gone; the command is then moot.
-            let _ = self.inner.waker.wake();
-        }
+        // A failed wake means the loop is gone; the command is then moot.
+        let _ = self.inner.waker.wake();
     }
 
     fn check_open(conn: &ConnShared) -> Result<(), SendError> {
