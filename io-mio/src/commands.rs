@@ -22,10 +22,9 @@ impl<H: Handler> Running<H> {
         (conn.shared.id() == shared.id()).then_some(token)
     }
 
-    /// Applies the commands other threads queued before it started (taking them one at
-    /// a time, so that producers are not held on the lock), then those this thread's
-    /// callbacks queued outside a connection's own callback (a broadcast, a publish, a
-    /// terminate). Commands queued meanwhile, by the callbacks it runs (`on_open` of an
+    /// Applies the commands this thread's callbacks queued for other connections or the
+    /// loop (a broadcast, a publish, a terminate), then those other threads queued before
+    /// it started (taken one at a time, so that producers are not held on the lock). Commands queued meanwhile, by the callbacks it runs (`on_open` of an
     /// adopted connection, `on_close`), wait for the next turn (the poll does not sleep
     /// then), so a producer cannot starve reads. What the commands wrote goes out at the
     /// end, one write per connection.
@@ -41,6 +40,14 @@ impl<H: Handler> Running<H> {
             return;
         }
         let now = Instant::now();
+        // What this thread's callbacks queued first: they came before anything another
+        // thread can have sent in answer to them (a reply to a publish, say).
+        if let Some(mut local) = local {
+            for command in local.drain(..) {
+                self.run_command(command, now);
+            }
+            LOCAL.with(|l| l.borrow_mut().give_back(Vec::new(), local));
+        }
         for _ in 0..queued {
             let next = commands
                 .lock()
@@ -48,13 +55,6 @@ impl<H: Handler> Running<H> {
                 .pop_front();
             let Some(command) = next else { break };
             self.run_command(command, now);
-        }
-        // Then what this thread's callbacks queued before the turn began.
-        if let Some(mut local) = local {
-            for command in local.drain(..) {
-                self.run_command(command, now);
-            }
-            LOCAL.with(|l| l.borrow_mut().give_back(Vec::new(), local));
         }
         self.flush_deferred();
     }

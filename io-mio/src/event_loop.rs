@@ -259,10 +259,10 @@ impl<H: Handler> Running<H> {
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if queue
+        let adopting = queue
             .iter()
-            .any(|c| matches!(c, crate::handle::Command::Adopt(_)))
-        {
+            .any(|c| matches!(c, crate::handle::Command::Adopt(_)));
+        if adopting || LOCAL.with(|local| local.borrow().has_adoption()) {
             return false;
         }
         self.handle

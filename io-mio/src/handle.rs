@@ -324,6 +324,11 @@ impl LocalQueue {
         self.queue.is_empty()
     }
 
+    /// A client connection waits in it to be adopted.
+    pub(crate) fn has_adoption(&self) -> bool {
+        self.queue.iter().any(|c| matches!(c, Command::Adopt(_)))
+    }
+
     /// Takes every queued command; the queue goes on with the spare buffer.
     pub(crate) fn take(&mut self) -> Vec<Command> {
         let spare = std::mem::take(&mut self.spare);
@@ -576,6 +581,12 @@ impl LoopHandle {
             app,
             core: Box::new(core),
         }));
+        if self.is_loop_thread() {
+            // The loop is running this very call: it cannot stop meanwhile, and the
+            // adoption keeps its place before what this thread sends to it next.
+            LOCAL.with(|local| local.borrow_mut().queue.push(adoption));
+            return Ok(shared);
+        }
         // Checked again with the queue locked: the loop marks itself stopped under the
         // same lock, and only while no adoption is queued, so a queued adoption is always
         // run (its callbacks with it) and a refused one was never queued.
@@ -590,9 +601,7 @@ impl LoopHandle {
         }
         queue.push_back(adoption);
         drop(queue);
-        if !self.is_loop_thread() {
-            let _ = self.inner.waker.wake();
-        }
+        let _ = self.inner.waker.wake();
         Ok(shared)
     }
 

@@ -26,14 +26,22 @@ use ws6455_core::frame::OpCode;
 
 use crate::topics::{encode_message, Backplane};
 
-/// Publishes waiting for the publisher thread; past it they are lost (and counted)
-/// rather than held while Redis is slow or away.
+/// Publishes waiting for the publisher thread (and at most [`QUEUE_BYTES`] of them);
+/// past it they are lost (and counted) rather than held while Redis is slow or away.
 const QUEUE: usize = 8192;
 /// PUBLISH commands sent in one pipeline.
 const BATCH: usize = 256;
 /// How long the subscriber waits for a message before looking at topic changes: the
 /// delay before a new topic is subscribed in Redis.
 const POLL: Duration = Duration::from_millis(20);
+/// How long a Redis command (SUBSCRIBE, PING, a pipeline of PUBLISH) may take before the
+/// connection counts as failed; and how often the subscriber proves its connection alive
+/// with a PING (a silent, half-open connection would otherwise look like quiet topics).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Bytes of publishes waiting for the publisher thread, at most: past it (a slow or
+/// unreachable Redis and large messages) they are lost and counted.
+const QUEUE_BYTES: usize = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(2);
@@ -56,6 +64,8 @@ struct Shared {
     dirty: Arc<AtomicBool>,
     /// Set while Redis is unreachable: the outage is reported once, when it is set.
     down: AtomicBool,
+    /// Body bytes in the publisher's queue.
+    queued_bytes: std::sync::atomic::AtomicUsize,
     server: Weak<ServerInner>,
 }
 
@@ -135,6 +145,7 @@ impl Relay {
             stop: AtomicBool::new(false),
             dirty: topics_changed,
             down: AtomicBool::new(false),
+            queued_bytes: std::sync::atomic::AtomicUsize::new(0),
             server,
         });
         let (outbox, inbox) = std::sync::mpsc::sync_channel(QUEUE);
@@ -164,10 +175,19 @@ impl Relay {
             channel: format!("{}{topic}", self.shared.prefix),
             body,
         };
+        let size = envelope.body.len();
+        let queued = &self.shared.queued_bytes;
+        if queued.fetch_add(size, Ordering::AcqRel) + size > QUEUE_BYTES {
+            queued.fetch_sub(size, Ordering::AcqRel);
+            return false;
+        }
         let outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
         match outbox.as_ref().map(|tx| tx.try_send(envelope)) {
             Some(Ok(())) => true,
-            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => false,
+            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
+                queued.fetch_sub(size, Ordering::AcqRel);
+                false
+            }
         }
     }
 
@@ -201,6 +221,8 @@ fn run_publisher(client: redis::Client, inbox: Receiver<Envelope>, shared: Arc<S
                 Err(_) => break,
             }
         }
+        let taken: usize = batch.iter().map(|e| e.body.len()).sum();
+        shared.queued_bytes.fetch_sub(taken, Ordering::AcqRel);
         if shared.stopped() {
             return;
         }
@@ -223,7 +245,15 @@ fn run_publisher(client: redis::Client, inbox: Receiver<Envelope>, shared: Arc<S
         let mut result = Err(None);
         for _ in 0..2 {
             if link.is_none() {
-                match client.get_connection_with_timeout(CONNECT_TIMEOUT) {
+                let connected = client
+                    .get_connection_with_timeout(CONNECT_TIMEOUT)
+                    .and_then(|connection| {
+                        // A Redis that stops answering fails the pipeline, never hangs it.
+                        connection.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+                        connection.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+                        Ok(connection)
+                    });
+                match connected {
                     Ok(connection) => link = Some(connection),
                     Err(error) => {
                         result = Err(Some(error));
@@ -301,16 +331,23 @@ fn listen(
     backoff: &mut Backoff,
 ) -> redis::RedisResult<()> {
     let mut pubsub = link.as_pubsub();
-    pubsub.set_read_timeout(Some(POLL))?;
     // A fresh connection holds no subscriptions: make every topic count as new.
     let mut held: HashSet<String> = HashSet::new();
     shared.dirty.store(true, Ordering::Release);
     let mut confirmed = false;
+    let mut checked = Instant::now();
     loop {
         if shared.stopped() {
             return Ok(());
         }
-        if shared.dirty.swap(false, Ordering::AcqRel) {
+        let dirty = shared.dirty.swap(false, Ordering::AcqRel);
+        let check = !confirmed || checked.elapsed() >= HEALTH_CHECK_EVERY;
+        if dirty || check {
+            // Commands wait for their answer as long as Redis may take; only the wait
+            // for messages is short.
+            pubsub.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+        }
+        if dirty {
             let Some(server) = shared.server.upgrade() else {
                 return Ok(());
             };
@@ -332,12 +369,18 @@ fn listen(
             }
             held = wanted;
         }
-        if !confirmed {
+        if check {
             // Reachable and answering: the outage, if any, is over.
             pubsub.ping::<redis::Value>()?;
-            confirmed = true;
-            backoff.reset();
-            shared.recovered();
+            checked = Instant::now();
+            if !confirmed {
+                confirmed = true;
+                backoff.reset();
+                shared.recovered();
+            }
+        }
+        if dirty || check {
+            pubsub.set_read_timeout(Some(POLL))?;
         }
         match pubsub.get_message() {
             Ok(message) => {

@@ -194,15 +194,15 @@ impl Endpoint for WebSocketConnection {
     }
 
     fn on_terminate(&self, event: TerminateEvent) {
-        // Out of `connections` and its topics before the handler hears of the end; a
-        // terminating server finishes after its last connection's `on_terminate`.
+        // Out of its topics before the handler hears of the end (and out of
+        // `connections()` already: it is Closed); a terminating server finishes after its
+        // last connection's `on_terminate` has returned.
         let server = &self.inner.server;
         server
             .topics
             .remove_connection(self.id(), self.inner.loop_index);
-        let last = server.connection_ended(self.id());
         let _ = ws6455_mio::guarded(|| self.inner.handler.on_terminate(self, event));
-        if last {
+        if server.connection_ended(self.id()) {
             server.finish();
         }
     }

@@ -119,15 +119,22 @@ impl Handler for Glue {
             inner: request.clone(),
             remote_address: remote,
         };
-        match self.web.answer(&request) {
-            Some(Some(response)) => response.to_bytes(!head),
+        let mut answer = match self.web.answer(&request) {
+            Some(Some(response)) => response.to_bytes(),
             // A WebSocket server's path asked without the upgrade.
             Some(None) if self.web.route(request.path()).is_some() => {
                 HandshakeError::NotUpgrade.response()
             }
             Some(None) => refuse(404, "nothing here"),
             None => refuse(500, "the server's handler failed"),
+        };
+        if head {
+            // The same header block, Content-Length included, and no body.
+            if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                answer.truncate(end + 4);
+            }
         }
+        answer
     }
 
     fn on_bad_request(&mut self, error: &HandshakeError, remote: SocketAddr) {

@@ -92,9 +92,8 @@ impl HttpResponse {
         }
     }
 
-    /// The whole answer; without the body for a HEAD request (`with_body` false), whose
-    /// Content-Length still gives the body's length.
-    pub(crate) fn to_bytes(&self, with_body: bool) -> Vec<u8> {
+    /// The whole answer (a HEAD's is cut after the header block by the caller).
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.status,
@@ -103,9 +102,7 @@ impl HttpResponse {
             self.body.len()
         )
         .into_bytes();
-        if with_body {
-            out.extend_from_slice(&self.body);
-        }
+        out.extend_from_slice(&self.body);
         out
     }
 }

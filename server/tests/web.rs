@@ -148,6 +148,12 @@ fn pages_and_several_websocket_servers_share_one_port() {
         (64 << 10) + 1
     );
     assert!(http(&web, &too_big).starts_with("HTTP/1.1 413"));
+    let head_missing = http(&web, "HEAD /nothing HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(head_missing.starts_with("HTTP/1.1 404"), "{head_missing}");
+    assert!(
+        head_missing.ends_with("\r\n\r\n"),
+        "a HEAD 404 with a body: {head_missing:?}"
+    );
     let missing = http(&web, "GET /nothing HTTP/1.1\r\nHost: h\r\n\r\n");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     let not_upgraded = http(&web, "GET /chat HTTP/1.1\r\nHost: h\r\n\r\n");
