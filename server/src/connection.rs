@@ -44,6 +44,17 @@ pub(crate) struct ConnInner {
     pub(crate) subprotocol: Option<String>,
     /// The loop the connection lives on (its place in the topic registry).
     pub(crate) loop_index: usize,
+    /// Its `on_open` ran (it was in `connections`).
+    pub(crate) opened: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for ConnInner {
+    fn drop(&mut self) {
+        // Accepted by `on_connection` but never opened: the server stops waiting for it.
+        if !*self.opened.get_mut() {
+            self.server.connection_abandoned();
+        }
+    }
 }
 
 /// A clonable, thread-safe handle on an accepted connection (`ws` in the callbacks).

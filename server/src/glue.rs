@@ -90,6 +90,10 @@ impl Handler for Glue {
             return failed();
         };
         let subprotocol = chosen.filter(|chosen| offered.contains(&chosen.as_str()));
+        if !inner.connection_accepted() {
+            // Terminated while its callbacks ran.
+            return Decision::Respond(refuse(503, "the server is shutting down"));
+        }
         let ws = WebSocketConnection {
             inner: Arc::new(ConnInner {
                 conn: ConnHandle::new(shared.clone(), self.web.loops[self.index].clone()),
@@ -98,6 +102,7 @@ impl Handler for Glue {
                 remote_address: remote,
                 subprotocol: subprotocol.clone(),
                 loop_index: self.index,
+                opened: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         Decision::Accept {

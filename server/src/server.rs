@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -125,6 +125,9 @@ pub(crate) struct ServerInner {
     /// This server alone is terminating (set under the `connections` lock): its path
     /// takes no new connections, and it finishes when its last connection ends.
     closing: AtomicBool,
+    /// Connections `on_connection` accepted that have not opened (or been dropped) yet:
+    /// a terminating server waits for them too (changed under the `connections` lock).
+    opening: AtomicUsize,
     /// `finish` ran (once).
     finished: AtomicBool,
     pub(crate) terminated: AtomicBool,
@@ -192,9 +195,35 @@ impl ServerInner {
     /// terminating is closed at once (it had passed the path check before).
     pub(crate) fn connection_opened(&self, ws: &WebSocketConnection) {
         let mut map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if !ws.inner.opened.swap(true, Ordering::AcqRel) {
+            self.opening.fetch_sub(1, Ordering::AcqRel);
+        }
         map.insert(ws.id(), ws.clone());
         if self.is_closing() {
             close_gracefully(ws);
+        }
+    }
+
+    /// `on_connection` accepted a connection that is about to open; false when this
+    /// server is terminating (the connection is then refused).
+    pub(crate) fn connection_accepted(&self) -> bool {
+        let _map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_closing() {
+            return false;
+        }
+        self.opening.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// An accepted connection was dropped before it opened (its 101 could not be
+    /// made): the last one a terminating server waited for finishes it.
+    pub(crate) fn connection_abandoned(self: &Arc<Self>) {
+        let map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let left = self.opening.fetch_sub(1, Ordering::AcqRel) - 1;
+        let last = left == 0 && map.is_empty() && self.is_closing();
+        drop(map);
+        if last {
+            self.finish();
         }
     }
 
@@ -203,19 +232,21 @@ impl ServerInner {
     pub(crate) fn connection_ended(&self, id: u64) -> bool {
         let mut map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(&id);
-        map.is_empty() && self.is_closing()
+        map.is_empty() && self.opening.load(Ordering::Acquire) == 0 && self.is_closing()
     }
 
     /// Terminates this server alone, its web server going on: no new connections on its
     /// path; every connection gets a Close (1001) and waits for its peer's; with
     /// `timeout`, what is left then is destroyed (at once for zero).
     fn close_all(self: &Arc<Self>, timeout: Option<Duration>) {
-        let conns: Vec<WebSocketConnection> = {
+        let (conns, opening): (Vec<WebSocketConnection>, usize) = {
             let map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
             self.closing.store(true, Ordering::Release);
-            map.values().cloned().collect()
+            let opening = self.opening.load(Ordering::Acquire);
+            (map.values().cloned().collect(), opening)
         };
-        if conns.is_empty() {
+        // Connections still opening are closed as they open (`connection_opened`).
+        if conns.is_empty() && opening == 0 {
             return self.finish();
         }
         if timeout == Some(Duration::ZERO) {
@@ -335,6 +366,7 @@ impl WebSocketServer {
             owns_web,
             connections: Mutex::new(BTreeMap::new()),
             closing: AtomicBool::new(false),
+            opening: AtomicUsize::new(0),
             finished: AtomicBool::new(false),
             terminated: AtomicBool::new(false),
             done: (Mutex::new(false), Condvar::new()),

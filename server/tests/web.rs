@@ -253,3 +253,42 @@ fn terminating_one_server_with_zero_timeout_resets_its_connections_at_once() {
     on_feed.send(Message::text("unharmed")).unwrap();
     assert_eq!(text(&mut on_feed), "feed: text unharmed");
 }
+
+/// Accepts after a pause, long enough for a terminate to come in between.
+struct Slow(Arc<Mutex<u32>>);
+
+impl ServerHandler for Slow {
+    fn on_connection(
+        &self,
+        _: &WebSocketServer,
+        _: &ConnectionEvent,
+    ) -> Option<Arc<dyn ConnectionHandler>> {
+        std::thread::sleep(Duration::from_millis(300));
+        Some(Arc::new(Named("slow")))
+    }
+
+    fn on_terminate(&self, _: &WebSocketServer) {
+        *self.0.lock().unwrap() += 1;
+    }
+}
+
+#[test]
+fn a_connection_accepted_while_its_server_terminates_is_refused_not_opened_after_the_end() {
+    let web = web();
+    let ends = Arc::new(Mutex::new(0));
+    let options = ServerOptions {
+        path: Some("/slow".into()),
+        ..ServerOptions::default()
+    };
+    let slow = WebSocketServer::attach(&web, Slow(ends.clone()), options).unwrap();
+    let client = {
+        let web = web.clone();
+        std::thread::spawn(move || connect(&web, "/slow").err())
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    slow.terminate(); // while on_connection sleeps
+    assert_eq!(client.join().unwrap(), Some(503));
+    assert!(slow.wait(Some(WAIT)));
+    assert_eq!(*ends.lock().unwrap(), 1);
+    assert!(slow.connections().is_empty());
+}
