@@ -2,6 +2,7 @@
 //! connection, client connections to adopt, and the shutdown (graceful, with a deadline,
 //! or at once).
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -49,10 +50,12 @@ impl<H: Handler> Running<H> {
             LOCAL.with(|l| l.borrow_mut().give_back(Vec::new(), local));
         }
         for _ in 0..queued {
-            let next = commands
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front();
+            let next = {
+                let mut queue = commands.lock().unwrap_or_else(|e| e.into_inner());
+                let next = queue.pop_front();
+                inner.shared_queued.store(queue.len(), Ordering::Release);
+                next
+            };
             let Some(command) = next else { break };
             self.run_command(command, now);
         }

@@ -104,6 +104,7 @@ impl EventLoop {
         let handle = LoopHandle {
             inner: Arc::new(HandleInner {
                 commands: Mutex::new(VecDeque::new()),
+                shared_queued: std::sync::atomic::AtomicUsize::new(0),
                 waker,
                 stopped: std::sync::atomic::AtomicBool::new(false),
             }),

@@ -296,6 +296,9 @@ impl Command {
 
 pub(crate) struct HandleInner {
     pub(crate) commands: Mutex<VecDeque<Command>>,
+    /// How many commands `commands` holds (changed under its lock): read without the
+    /// lock after a callback, where it is almost always zero.
+    pub(crate) shared_queued: AtomicUsize,
     pub(crate) waker: Waker,
     /// Set when the loop's thread has finished: nothing queued will ever be applied.
     pub(crate) stopped: std::sync::atomic::AtomicBool,
@@ -373,6 +376,11 @@ impl HandleInner {
         core: &mut ws6455_core::Connection,
         now: std::time::Instant,
     ) {
+        // Sends other threads made to this connection before its peer's message came
+        // (a broadcast, say) go out before the callback's answer to it.
+        if self.shared_queued.load(Ordering::Acquire) > 0 {
+            self.apply_queued_for(shared, core, now);
+        }
         let taken = LOCAL.with(|local| {
             let mut local = local.borrow_mut();
             (!local.is_empty()).then(|| local.take())
@@ -397,6 +405,44 @@ impl HandleInner {
         }
         LOCAL.with(|local| local.borrow_mut().give_back(unrun, taken));
     }
+
+    /// Takes this connection's commands out of the shared queue, in order, up to the
+    /// first fan-out (which may be for it too), and applies them.
+    fn apply_queued_for(
+        &self,
+        shared: &ConnShared,
+        core: &mut ws6455_core::Connection,
+        now: std::time::Instant,
+    ) {
+        let mine = {
+            let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+            let is_mine = |c: &Command| {
+                c.conn().is_some_and(|c| c.id() == shared.id())
+                    && !matches!(c, Command::Destroy { .. })
+            };
+            let is_fan_out = |c: &Command| matches!(c, Command::FanOut(_));
+            let before_fan_out = queue.iter().position(is_fan_out).unwrap_or(queue.len());
+            if !queue.range(..before_fan_out).any(is_mine) {
+                return;
+            }
+            let mut mine = Vec::new();
+            let mut others = VecDeque::with_capacity(queue.len());
+            for (index, command) in queue.drain(..).enumerate() {
+                if index < before_fan_out && is_mine(&command) {
+                    mine.push(command);
+                } else {
+                    others.push_back(command);
+                }
+            }
+            *queue = others;
+            self.shared_queued.store(queue.len(), Ordering::Release);
+            mine
+        };
+        for command in mine {
+            command.dequeue();
+            command.apply(core, now);
+        }
+    }
 }
 
 impl LoopHandle {
@@ -415,6 +461,9 @@ impl LoopHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         queue.push_back(command);
+        self.inner
+            .shared_queued
+            .store(queue.len(), Ordering::Release);
         drop(queue);
         // A failed wake means the loop is gone; the command is then moot.
         let _ = self.inner.waker.wake();
@@ -600,6 +649,9 @@ impl LoopHandle {
             return Err(LoopStopped);
         }
         queue.push_back(adoption);
+        self.inner
+            .shared_queued
+            .store(queue.len(), Ordering::Release);
         drop(queue);
         let _ = self.inner.waker.wake();
         Ok(shared)

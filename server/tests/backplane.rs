@@ -38,12 +38,24 @@ impl Drop for Killed {
     }
 }
 
+/// A port free now and never handed out before in this process: the tests run in
+/// parallel, and a port dropped by one (for redis-server to take) must not go to another's
+/// node meanwhile.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no fresh free port in 100 tries");
 }
 
 /// The program's path, or a panic that says what to install.
