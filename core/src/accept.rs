@@ -80,7 +80,7 @@ impl Acceptor {
                 match validate_upgrade(&request) {
                     Ok(()) => (request, None),
                     Err(HandshakeError::NotUpgrade) => {
-                        match request.announced_body_len(self.config.max_http_body) {
+                        match announced_body_len(&request, self.config.max_http_body) {
                             Ok(len) => (request, Some(len)),
                             Err(error) => return Err(self.refuse(error, now)),
                         }
@@ -123,6 +123,29 @@ impl Acceptor {
     /// (no answer: a client that sends nothing reads nothing either).
     pub fn handle_timeout(&mut self, now: Instant) -> bool {
         !self.done && now >= self.deadline
+    }
+}
+
+/// The body's length as a plain HTTP request announces it: `Content-Length`, 0 without
+/// one. Refused: a chunked body (411), an invalid or ambiguous length (400), one over
+/// `limit` (413).
+fn announced_body_len(request: &Request, limit: usize) -> Result<usize, HandshakeError> {
+    let headers = request.headers();
+    if headers.get("transfer-encoding").is_some() {
+        return Err(HandshakeError::LengthRequired);
+    }
+    let mut lengths = headers.get_all("content-length");
+    let Some(first) = lengths.next() else {
+        return Ok(0);
+    };
+    let digits = !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit());
+    if !digits || lengths.any(|other| other != first) {
+        return Err(HandshakeError::Malformed("invalid Content-Length".into()));
+    }
+    // Only digits: a parse failure is an overflow, too large as well.
+    match first.parse::<usize>() {
+        Ok(len) if len <= limit => Ok(len),
+        _ => Err(HandshakeError::BodyTooLarge { limit }),
     }
 }
 

@@ -44,28 +44,6 @@ impl Request {
         &self.body
     }
 
-    /// The body's length as the request announces it: `Content-Length`, 0 without one.
-    /// Refused: a chunked body (411), an invalid or ambiguous length (400), one over
-    /// `limit` (413).
-    pub(crate) fn announced_body_len(&self, limit: usize) -> Result<usize, HandshakeError> {
-        if self.headers.get("transfer-encoding").is_some() {
-            return Err(HandshakeError::LengthRequired);
-        }
-        let mut lengths = self.headers.get_all("content-length");
-        let Some(first) = lengths.next() else {
-            return Ok(0);
-        };
-        let digits = !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit());
-        if !digits || lengths.any(|other| other != first) {
-            return Err(HandshakeError::Malformed("invalid Content-Length".into()));
-        }
-        // Only digits: a parse failure is an overflow, too large as well.
-        match first.parse::<usize>() {
-            Ok(len) if len <= limit => Ok(len),
-            _ => Err(HandshakeError::BodyTooLarge { limit }),
-        }
-    }
-
     pub(crate) fn set_body(&mut self, body: Vec<u8>) {
         self.body = body;
     }
