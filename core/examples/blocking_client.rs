@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{read_until, wait_for_input, write_output};
+use support::{close_lingering, read_until, wait_for_input, write_output};
 
 use ws6455_core::connect::Connector;
 use ws6455_core::handshake::ClientRequest;
@@ -80,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         write_output(&mut stream, &mut conn)?;
         if conn.should_close_transport() {
+            close_lingering(stream, conn.config().linger_timeout);
             break;
         }
         filled = wait_for_input(&mut stream, &mut buf, &mut conn);

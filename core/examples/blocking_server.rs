@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{read_until, wait_for_input, write_output};
+use support::{close_lingering, read_until, wait_for_input, write_output};
 
 use ws6455_core::accept::{Acceptor, Choices, Reply};
 use ws6455_core::{Config, Connection, DeflateConfig, Event, MessageKind};
@@ -48,6 +48,7 @@ fn serve(mut stream: TcpStream, config: Arc<Config>) -> io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut buf = vec![0u8; 64 << 10];
 
+    let linger = config.linger_timeout;
     // The opening handshake: bytes in until the request is whole, or the deadline.
     let mut acceptor = Acceptor::new(config, Instant::now());
     let accepted = loop {
@@ -60,12 +61,12 @@ fn serve(mut stream: TcpStream, config: Arc<Config>) -> io::Result<()> {
         match acceptor.receive_data(Instant::now(), &buf[..n]) {
             Ok(Some(accepted)) => break accepted,
             Ok(None) => {}
-            Err(refused) => return write_reply(&mut stream, refused.reply),
+            Err(refused) => return write_reply(stream, refused.reply, linger),
         }
     };
     let mut conn = match accepted.accept(&Choices::default(), Instant::now()) {
         Ok(conn) => conn,
-        Err(reply) => return write_reply(&mut stream, reply), // plain HTTP: 426
+        Err(reply) => return write_reply(stream, reply, linger), // plain HTTP: 426
     };
 
     // Messages: decode what arrived, echo it, write, then sleep until input or the
@@ -84,7 +85,8 @@ fn serve(mut stream: TcpStream, config: Arc<Config>) -> io::Result<()> {
         }
         write_output(&mut stream, &mut conn)?;
         if conn.should_close_transport() {
-            return Ok(()); // dropping the stream sends our FIN
+            close_lingering(stream, linger);
+            return Ok(());
         }
         filled = wait_for_input(&mut stream, &mut buf, &mut conn);
     }
@@ -102,9 +104,10 @@ fn echo(conn: &mut Connection, kind: MessageKind, data: Vec<u8>) {
     };
 }
 
-fn write_reply(stream: &mut TcpStream, mut reply: Reply) -> io::Result<()> {
+fn write_reply(mut stream: TcpStream, mut reply: Reply, linger: Duration) -> io::Result<()> {
     stream.write_all(reply.pending_output())?;
     let n = reply.pending_output().len();
     reply.consume_output(n);
+    close_lingering(stream, linger);
     Ok(())
 }

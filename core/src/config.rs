@@ -35,6 +35,14 @@ pub struct Config {
     /// Time allowed for the closing handshake, and for writing an HTTP answer, before the
     /// transport is closed anyway (default 5 s).
     pub close_timeout: Duration,
+    /// How long a driver that ends the transport first (a server after its closing
+    /// handshake, either side after failing a connection or refusing a request) keeps
+    /// reading, and discarding, for the peer's end of stream after shutting its own side
+    /// down (default 2 s). Closing a socket with input unread answers the peer's next
+    /// bytes with a reset, and a peer still sending (a large message over the limit, a
+    /// request body) can lose the Close frame or HTTP answer we wrote before it reads
+    /// it. `Duration::ZERO` closes at once.
+    pub linger_timeout: Duration,
     /// Close with 1001 after this long without receiving anything (default off).
     pub idle_timeout: Option<Duration>,
     /// Send a Ping after this long without receiving anything (default 20 s; `None`
@@ -62,6 +70,7 @@ impl Default for Config {
             max_http_body: 64 << 10,
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            linger_timeout: Duration::from_secs(2),
             idle_timeout: None,
             ping_interval: Some(Duration::from_secs(20)),
             pong_timeout: Duration::from_secs(20),

@@ -179,7 +179,9 @@ impl<H: Handler> Running<H> {
                     }
                     self.update(key);
                 }
-                Phase::Handshake(_) | Phase::Responding(_) => self.remove(key),
+                Phase::Handshake(_) | Phase::Responding(_) => {
+                    self.remove(key);
+                }
             }
         }
     }

@@ -22,6 +22,7 @@ use crate::conn::{Conn, Handshaking, Phase};
 use crate::dispatch::{fail_open, feed, guarded};
 use crate::handle::{over_cap, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP, LOCAL};
 use crate::handler::{AcceptProblem, ConnError, ConnHandler, Handler};
+use crate::linger::{self, Lingering};
 use crate::transport::Transport;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -139,6 +140,7 @@ impl EventLoop {
             shutdown: None,
             accept: AcceptState::Waiting,
             deferred: Vec::new(),
+            lingering: Lingering::default(),
         }
         .run();
     }
@@ -166,6 +168,8 @@ pub(crate) struct Running<H: Handler> {
     pub(crate) accept: AcceptState,
     /// Connections that commands wrote to during this turn, to update once at its end.
     pub(crate) deferred: Vec<usize>,
+    /// Sockets closed by this side, waiting for the peer's end of stream.
+    pub(crate) lingering: Lingering,
 }
 
 /// Where the listener is.
@@ -222,6 +226,9 @@ impl<H: Handler> Running<H> {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
+                    Token(token) if token >= linger::FIRST_TOKEN => {
+                        self.lingering.on_event(self.poll.registry(), token)
+                    }
                     Token(key) => self.connection_event(key, event),
                 }
             }
@@ -288,7 +295,8 @@ impl<H: Handler> Running<H> {
             AcceptState::Paused(at) => Some(at),
             _ => None,
         };
-        let next = [timer, self.shutdown.flatten(), retry]
+        let linger = self.lingering.next_deadline();
+        let next = [timer, self.shutdown.flatten(), retry, linger]
             .into_iter()
             .flatten()
             .min()?;
@@ -485,7 +493,17 @@ impl<H: Handler> Running<H> {
             // A TLS session ends with close_notify, so that the peer can tell our end
             // from a truncation.
             conn.transport.close_notify();
-            return self.remove(key);
+            // Unless the peer ended first, its last bytes may still be on their way.
+            let linger = match &conn.phase {
+                _ if conn.eof => Duration::ZERO,
+                Phase::Open { core, .. } => core.config().linger_timeout,
+                _ => self.acceptor_config.linger_timeout,
+            };
+            if let Some(socket) = self.remove(key) {
+                let registry = self.poll.registry();
+                self.lingering.add(registry, socket, linger, Instant::now());
+            }
+            return;
         }
         if let Phase::Open { core, .. } = &conn.phase {
             conn.shared.set_status(match core.state() {
@@ -567,9 +585,11 @@ impl<H: Handler> Running<H> {
         }
     }
 
-    pub(crate) fn remove(&mut self, key: usize) {
+    /// Ends a connection (its `on_close` runs) and returns its socket, which closes when
+    /// dropped.
+    pub(crate) fn remove(&mut self, key: usize) -> Option<TcpStream> {
         if !self.conns.contains(key) {
-            return;
+            return None;
         }
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(conn.transport.socket_mut());
@@ -581,10 +601,12 @@ impl<H: Handler> Running<H> {
                 let _ = guarded(|| app.on_close(status));
             }
         }
+        Some(conn.transport.into_socket())
     }
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
+        self.lingering.expire(self.poll.registry(), now);
         if self
             .shutdown
             .flatten()

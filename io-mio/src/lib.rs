@@ -32,6 +32,7 @@ mod event_loop;
 mod fanout;
 mod handle;
 mod handler;
+mod linger;
 mod transport;
 
 use std::io;

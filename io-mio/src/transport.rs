@@ -143,6 +143,11 @@ impl Transport {
         }
     }
 
+    /// The socket alone, the TLS session ended (for lingering).
+    pub(crate) fn into_socket(self) -> TcpStream {
+        self.socket
+    }
+
     /// The socket, for registration with the poller and socket options.
     pub(crate) fn socket_mut(&mut self) -> &mut TcpStream {
         &mut self.socket

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -115,7 +115,9 @@ fn message_of(event: Event) -> Message {
 ///   read but not yet decoded stay in the stream. Before it waits for input it writes
 ///   what the core has to send (pongs, the answering Close, messages given to `feed`),
 ///   and it runs the keepalive and close timers, so keep polling it; it ends (`None`)
-///   once the closing handshake is over and the transport closed. An echo that `feed`s
+///   once the closing handshake is over, the transport shut down and the peer's end of
+///   stream read (or `Config::linger_timeout` passed: what the peer sent meanwhile is
+///   discarded, so that it gets our Close rather than a reset). An echo that `feed`s
 ///   each answer and lets `next()` write them makes one write per burst; `send` flushes
 ///   each message.
 /// - Writing: `Sink<Message>`. `poll_ready` waits while the buffered output is at the
@@ -136,7 +138,11 @@ pub struct WebSocketStream<S> {
     /// The deadline the timer is set to.
     timer_at: Option<Instant>,
     max_buffered: usize,
-    /// The transport was shut down: the stream is over.
+    /// The transport was shut down at this time plus `Config::linger_timeout`: until
+    /// then (or the peer's end of stream) what the peer still sends is discarded.
+    linger_until: Option<Instant>,
+    /// The transport was shut down and the peer's end came (or the linger time passed):
+    /// the stream is over.
     done: bool,
     /// The protocol error was returned once; the stream then only closes.
     failed: bool,
@@ -170,6 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             timer_at: None,
             max_buffered,
+            linger_until: None,
             done: false,
             failed: false,
             sink_waker: None,
@@ -253,6 +260,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         ready!(self.timer.as_mut().poll(cx));
         self.timer_at = None;
         Poll::Ready(self.conn.handle_timeout(now()))
+    }
+
+    /// After our shutdown: reads and discards until the peer's end of stream, an error
+    /// or the linger deadline. A transport dropped with input unread would answer the
+    /// peer's next bytes with a reset, and a peer still sending could lose our Close
+    /// with it, before reading it.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(deadline) = self.linger_until.filter(|at| *at > now()) else {
+            return Poll::Ready(());
+        };
+        if self.timer_at != Some(deadline) {
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+            self.timer_at = Some(deadline);
+        }
+        let mut scratch = [0u8; 8192];
+        // A peer that floods us gets a bounded share of this task, then a yield.
+        for _ in 0..64 {
+            if self.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            let mut read = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if !read.filled().is_empty() => {}
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Hands a decoded event (or the end of the input, or an error) to the caller:
@@ -347,8 +385,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 return Poll::Ready(Some(Err(Error::Io(e))));
             }
             if self.conn.should_close_transport() {
-                // Best effort: a FIN after what was written (a TLS close_notify).
-                let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                if self.linger_until.is_none() {
+                    // Best effort: a FIN after what was written (a TLS close_notify).
+                    let shut = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                    let linger = match shut {
+                        Ok(()) => self.conn.config().linger_timeout,
+                        Err(_) => Duration::ZERO,
+                    };
+                    self.linger_until = Some(now() + linger);
+                }
+                ready!(self.poll_linger(cx));
                 self.done = true;
                 continue;
             }

@@ -338,6 +338,44 @@ async fn an_error_still_sends_what_came_before_it_and_the_close() {
     );
 }
 
+#[allow(dead_code)]
+#[path = "../../server/tests/support/raw.rs"]
+mod raw;
+
+/// A peer still sending when the stream fails the connection (a message over the limit)
+/// reads the Close with 1009, not a reset: a stream read to its end shuts the transport
+/// down and discards what still comes until the peer's end of stream (or the linger
+/// time), rather than closing with input unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_still_sending_an_oversized_message_reads_its_1009() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = Options {
+        protocol: Arc::new(Config {
+            max_message_size: 1024,
+            ..Config::default()
+        }),
+        ..Options::default()
+    };
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let options = options.clone();
+            tokio::spawn(async move {
+                let mut ws = accept(tcp, &options).await.unwrap();
+                // Read past the error to the end, as a stream should be.
+                while ws.next().await.is_some() {}
+            });
+        }
+    });
+    for round in 0..10 {
+        let close = tokio::task::spawn_blocking(move || raw::send_oversized_until_close(addr))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(close[2..4], [0x03, 0xF1], "round {round}: {close:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_dropped_stream_ends_the_peer_with_1006() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -379,3 +379,31 @@ fn out_of_descriptors_the_listener_neither_stalls_nor_spins() {
     let _ = child.0.stderr.take().unwrap().read_to_string(&mut log);
     assert!(log.contains("cannot accept connections"), "{log}");
 }
+
+/// A peer still sending when the server fails its connection (here a message over
+/// `max_message_size`, announced by its header) reads the Close with 1009. Closing with
+/// unread input would answer the peer's next bytes with a reset, and a peer that stops at
+/// its first failed write (Twisted, for one) never reads the Close waiting for it: the
+/// server shuts its side down and drains what keeps coming for a while instead.
+#[test]
+fn a_peer_still_sending_an_oversized_message_reads_its_1009() {
+    let options = ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        limits: LoopConfig {
+            protocol: ProtocolConfig {
+                max_message_size: 1024,
+                ..ProtocolConfig::default()
+            },
+            ..LoopConfig::default()
+        },
+        ..ServerOptions::default()
+    };
+    let server = WebSocketServer::new(Ends::default(), options).unwrap();
+    // Without lingering, about one round in three lost its Close.
+    for round in 0..10 {
+        let close = raw::send_oversized_until_close(server.local_addr())
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(close[2..4], [0x03, 0xF1], "round {round}: {close:?}");
+    }
+    server.terminate_with_timeout(Duration::ZERO);
+}

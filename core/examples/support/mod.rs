@@ -1,9 +1,9 @@
 //! What a blocking driver does with its socket, shared by the examples: read until the
-//! core's next deadline (and tell the core what happened), and write what the core has
-//! for the peer.
+//! core's next deadline (and tell the core what happened), write what the core has for
+//! the peer, and close the transport without losing what was written.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use ws6455_core::Connection;
@@ -73,4 +73,22 @@ pub(crate) fn write_output(stream: &mut TcpStream, conn: &mut Connection) -> io:
         conn.consume_output(n);
     }
     Ok(())
+}
+
+/// Ends the transport after everything was written: our FIN, then what the peer still
+/// sends is read and discarded until its FIN or `linger` (`Config::linger_timeout`). A
+/// socket closed with input unread would answer the peer's next bytes with a reset, and
+/// a peer still sending could lose our last bytes (the Close, an HTTP answer) with it.
+pub(crate) fn close_lingering(mut stream: TcpStream, linger: Duration) {
+    if linger.is_zero() || stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + linger;
+    let mut scratch = [0u8; 8192];
+    // Bounded: every read waits at most until the deadline.
+    while let Ok(Some(n)) = read_until(&mut stream, &mut scratch, Some(deadline)) {
+        if n == 0 || Instant::now() >= deadline {
+            return;
+        }
+    }
 }
