@@ -10,6 +10,7 @@ Only 127.0.0.1 is used; every run is bounded in time.
 import argparse
 import json
 import os
+import shlex
 import shutil
 import socket
 import statistics
@@ -69,7 +70,8 @@ class Server:
 
     def __init__(self, name, threads, cpus):
         self.addr = f"127.0.0.1:{free_port()}"
-        command = [part.format(addr=self.addr) for part in SERVERS[name]]
+        port = self.addr.rsplit(":", 1)[1]
+        command = [part.format(addr=self.addr, port=port) for part in SERVERS[name]]
         if name == OURS and threads > 1:
             command += ["--threads", str(threads)]
         self.process = subprocess.Popen(pinned(cpus, command), stdout=subprocess.DEVNULL)
@@ -116,8 +118,21 @@ def main():
                              "with the load generator: a scaling check, not a fair race)")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
     parser.add_argument("--json", help="also write every run's results to this file")
+    parser.add_argument("--peer", action="append", default=[], metavar="NAME=COMMAND",
+                        help="one more echo server to compare with (repeatable): COMMAND is "
+                             "split like a shell command line, {port} and {addr} (127.0.0.1:PORT) "
+                             "in it are replaced; e.g. --peer 'uWebSockets=/opt/uws/echo {port}'")
     opts = parser.parse_args()
+    for peer in opts.peer:
+        name, sep, command = peer.partition("=")
+        if not sep or not name or not command.strip():
+            raise SystemExit(f"--peer wants NAME=COMMAND, not {peer!r}")
+        if name in SERVERS:
+            raise SystemExit(f"--peer {name!r}: that name is taken")
+        SERVERS[name] = shlex.split(command)
     servers = [s for s in opts.servers.split(",") if s]
+    # Peers named on the command line join the chosen servers.
+    servers += [p.partition("=")[0] for p in opts.peer if p.partition("=")[0] not in servers]
     for name in servers:
         if name not in SERVERS:
             raise SystemExit(f"unknown server {name!r}; known: {', '.join(SERVERS)}")

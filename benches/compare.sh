@@ -4,6 +4,7 @@
 # repetitions: prints one table of medians and ratios to the best peer.
 #
 #   benches/compare.sh [--seconds S] [--reps N] [--idle-conns N] [--threads N] [--servers a,b]
+#                      [--peer NAME=COMMAND ...]   (another echo server: {port} in COMMAND)
 #
 # Needs taskset (util-linux) for pinning, python3, and for the syscall columns perf
 # (Debian: linux-perf) allowed to trace (root, or kernel.perf_event_paranoid <= -1).
