@@ -25,10 +25,11 @@ impl<H: Handler> Running<H> {
 
     /// Applies the commands this thread's callbacks queued for other connections or the
     /// loop (a broadcast, a publish, a terminate), then those other threads queued before
-    /// it started (taken one at a time, so that producers are not held on the lock). Commands queued meanwhile, by the callbacks it runs (`on_open` of an
-    /// adopted connection, `on_close`), wait for the next turn (the poll does not sleep
-    /// then), so a producer cannot starve reads. What the commands wrote goes out at the
-    /// end, one write per connection.
+    /// it started (taken one at a time, so that producers are not held on the lock).
+    /// Commands queued meanwhile, by the callbacks it runs (`on_open` of an adopted
+    /// connection, `on_close`), wait for the next turn (the poll does not sleep then), so
+    /// a producer cannot starve reads. What the commands wrote goes out at the end, one
+    /// write per connection.
     pub(crate) fn run_commands(&mut self) {
         let inner = self.handle.inner.clone();
         let commands = &inner.commands;

@@ -240,6 +240,19 @@ impl fmt::Debug for Adoption {
 }
 
 impl Command {
+    /// One that the connection `shared` applies itself right after its callback: one of
+    /// its own, except a Destroy (the loop's to run: it owns the socket).
+    fn is_for(&self, shared: &ConnShared) -> bool {
+        self.conn().is_some_and(|c| c.id() == shared.id())
+            && !matches!(self, Command::Destroy { .. })
+    }
+
+    /// A fan-out may be for any connection: what was queued after it waits for it, or a
+    /// publish and a later send would swap places.
+    fn is_barrier(&self) -> bool {
+        matches!(self, Command::FanOut(_))
+    }
+
     /// The connection the command is for; `None` for loop-wide commands.
     pub(crate) fn conn(&self) -> Option<&Arc<ConnShared>> {
         match self {
@@ -386,21 +399,15 @@ impl HandleInner {
             (!local.is_empty()).then(|| local.take())
         });
         let Some(mut taken) = taken else { return };
-        // A fan-out may be for this connection too: what was queued after it waits for
-        // it, or a publish and a later send would swap places. A Destroy is the loop's to
-        // run (it owns the socket).
         let mut blocked = false;
         let mut unrun = Vec::new();
         for command in taken.drain(..) {
-            let mine = !blocked
-                && command.conn().is_some_and(|c| c.id() == shared.id())
-                && !matches!(command, Command::Destroy { .. });
-            if mine {
+            if !blocked && command.is_for(shared) {
                 command.dequeue();
                 command.apply(core, now);
                 continue;
             }
-            blocked |= matches!(command, Command::FanOut(_));
+            blocked |= command.is_barrier();
             unrun.push(command);
         }
         LOCAL.with(|local| local.borrow_mut().give_back(unrun, taken));
@@ -416,12 +423,11 @@ impl HandleInner {
     ) {
         let mine = {
             let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
-            let is_mine = |c: &Command| {
-                c.conn().is_some_and(|c| c.id() == shared.id())
-                    && !matches!(c, Command::Destroy { .. })
-            };
-            let is_fan_out = |c: &Command| matches!(c, Command::FanOut(_));
-            let before_fan_out = queue.iter().position(is_fan_out).unwrap_or(queue.len());
+            let is_mine = |c: &Command| c.is_for(shared);
+            let before_fan_out = queue
+                .iter()
+                .position(Command::is_barrier)
+                .unwrap_or(queue.len());
             if !queue.range(..before_fan_out).any(is_mine) {
                 return;
             }
