@@ -9,6 +9,9 @@ use std::io::IoSlice;
 /// an idle connection holding its peak.
 const KEEP_CAPACITY: usize = 4096;
 
+/// The capacity an encoding buffer starts with (within [`KEEP_CAPACITY`]).
+const FIRST_CAPACITY: usize = 1024;
+
 /// Unwritten output: a queue of byte chunks, the front one partly written.
 #[derive(Debug, Default)]
 pub(crate) struct OutputQueue {
@@ -26,7 +29,9 @@ impl OutputQueue {
     /// The buffer to append frames to: the open back chunk, or a new one.
     pub(crate) fn encode_buffer(&mut self) -> EncodeGuard<'_> {
         if !self.back_open {
-            self.chunks.push_back(Vec::new());
+            // Room for a burst of small frames (16 echoes of 64 B need 1 KiB): growing
+            // from empty cost four reallocations per wake-up.
+            self.chunks.push_back(Vec::with_capacity(FIRST_CAPACITY));
             self.back_open = true;
         }
         let buf = self.chunks.back_mut().expect("an open back chunk");

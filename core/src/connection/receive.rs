@@ -519,6 +519,28 @@ mod tests {
         );
     }
 
+    // An echo of small messages allocates nothing per message: the buffer sent back is
+    // copied into the output and then holds the next incoming message.
+    #[test]
+    fn a_small_message_sent_back_by_value_holds_the_next_one() {
+        let mut server = Connection::server(Config::default());
+        let mut wire = masked_header(64);
+        wire.extend_from_slice(&[7; 64]);
+        let [Event::Message { data, .. }] = &feed(&mut server, &wire)[..] else {
+            panic!("one message");
+        };
+        // A capacity of its own tells the buffer apart (a freed block's address may come
+        // back from the allocator anyway).
+        let mut reply = Vec::with_capacity(1000);
+        reply.extend_from_slice(data);
+        server.send_binary_owned(reply).unwrap();
+        let [Event::Message { data, .. }] = &feed(&mut server, &wire)[..] else {
+            panic!("one message");
+        };
+        assert_eq!(data.capacity(), 1000, "the buffer sent back was reused");
+        assert_eq!(data[..], [7; 64]);
+    }
+
     // A large frame that arrives in pieces fills a buffer grown a few times, to its size.
     #[test]
     fn a_large_frame_grows_its_buffer_a_few_times_only() {

@@ -171,7 +171,10 @@ impl Connection {
             .fragment_size
             .is_some_and(|size| data.len() > size.max(1));
         if fragmented || data.len() < HAND_OVER_MIN {
-            return self.queue_message(opcode, rsv, &data);
+            self.queue_message(opcode, rsv, &data);
+            // Copied: the buffer becomes the next incoming message's, so that an echo
+            // (the message's own buffer sent back) allocates nothing per message.
+            return self.recycle(data);
         }
         let mask = self.next_mask();
         if let Some(key) = mask {
