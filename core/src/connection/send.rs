@@ -172,9 +172,14 @@ impl Connection {
             .is_some_and(|size| data.len() > size.max(1));
         if fragmented || data.len() < HAND_OVER_MIN {
             self.queue_message(opcode, rsv, &data);
-            // Copied: the buffer becomes the next incoming message's, so that an echo
-            // (the message's own buffer sent back) allocates nothing per message.
-            return self.recycle(data);
+            // Copied: a small buffer becomes the next incoming message's, so that an echo
+            // (the message's own buffer sent back) allocates nothing per message. A large
+            // one (fragmented) is freed: a driver that never calls `release_memory` would
+            // hold it for the connection's life.
+            if data.capacity() <= HAND_OVER_MIN {
+                self.recycle(data);
+            }
+            return;
         }
         let mask = self.next_mask();
         if let Some(key) = mask {
