@@ -130,6 +130,12 @@ impl OutputQueue {
         }
     }
 
+    /// True while a drained queue still holds a buffer that [`release`](Self::release)
+    /// would free.
+    pub(crate) fn holds_memory(&self) -> bool {
+        self.chunks.capacity() > 0
+    }
+
     /// Frees every buffer once nothing is left to write (for idle connections).
     pub(crate) fn release(&mut self) {
         if self.is_empty() {

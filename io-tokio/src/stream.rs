@@ -423,7 +423,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                     self.done = true;
                     return Poll::Ready(Some(Err(Error::Io(e))));
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if self.conn.pending_output_len() == 0 {
+                        // Going back to waiting with everything written: an idle
+                        // connection keeps no buffers (the mio loop's rule; the core alone
+                        // would keep them for its quiet second).
+                        self.conn.release_memory();
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }

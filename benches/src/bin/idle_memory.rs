@@ -8,8 +8,9 @@
 //! is not the server's), and reads the server's resident memory (VmRSS, Linux) at three
 //! points: before any connection; with every connection open and idle after its
 //! handshake; and again after every connection echoed one 64 KiB message (or
-//! `--message-size` bytes) and half a second passed (to show that buffers are released once
-//! a connection is idle again: at once below 256 KiB, after 250 ms of quiet above). Needs `ulimit -n` above
+//! `--message-size` bytes) and the connections were quiet for the core's release delay
+//! (`RELEASE_AFTER`, 1 s) and half a second more (to show that buffers kept for reuse are
+//! released once a connection is quiet). Needs `ulimit -n` above
 //! CONNECTIONS + 100 for both processes. Kernel socket buffers are not counted: VmRSS is
 //! the process's own memory. With `--tls` the server serves wss:// with a self-signed
 //! certificate made here, and every connection is TLS (rustls on the client side too).
@@ -106,9 +107,10 @@ fn wait_for_port(addr: SocketAddr) {
     }
 }
 
-/// Lets the server settle, then samples its memory.
+/// Lets the server settle (its connections release what they keep for reuse), then
+/// samples its memory.
 fn settled_rss(pid: u32) -> u64 {
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(ws6455_core::connection::RELEASE_AFTER + Duration::from_millis(500));
     rss_bytes(pid)
 }
 

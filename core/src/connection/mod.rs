@@ -25,7 +25,7 @@ use crate::utf8::Utf8Validator;
 use crate::Role;
 
 pub use send::check_control;
-pub use timers::Expired;
+pub use timers::{Expired, RELEASE_AFTER};
 
 /// The state of a connection, as an application sees it (RFC 6455 sections 4 and 7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -322,13 +322,27 @@ impl Connection {
     }
 
     /// Frees the recycled buffer, a drained output buffer, and compression state that
-    /// no context needs (no_context_takeover): for idle connections.
+    /// no context needs (no_context_takeover). The connection does it by itself once it
+    /// has been quiet for [`RELEASE_AFTER`] (a deadline of
+    /// [`poll_timeout`](Self::poll_timeout)); call it to free them sooner.
     pub fn release_memory(&mut self) {
         self.spare = Vec::new();
         if let (Some(codec), None) = (&mut self.deflate, self.message) {
             codec.release();
         }
         self.output.release();
+    }
+
+    /// True while [`release_memory`](Self::release_memory) would free something (with
+    /// the output drained): the release deadline exists only then, so that it cannot fire
+    /// over and over.
+    fn holds_releasable_memory(&self) -> bool {
+        self.spare.capacity() > 0
+            || self.output.holds_memory()
+            || self
+                .deflate
+                .as_ref()
+                .is_some_and(|codec| self.message.is_none() && codec.holds_releasable())
     }
 
     // ----- output -----

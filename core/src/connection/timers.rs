@@ -1,9 +1,10 @@
 //! The connection's deadlines, with time passed in (quinn-proto's model): keepalive
-//! Ping, pong deadline, idle timeout and close timeout. A driver sleeps until
+//! Ping, pong deadline, idle timeout, close timeout, and the release of buffers kept for
+//! reuse once the connection is quiet. A driver sleeps until
 //! [`Connection::poll_timeout`] and then calls [`Connection::handle_timeout`]; it reads
 //! the clock, the connection never does.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Connection, State};
 use crate::close::CloseCode;
@@ -25,6 +26,13 @@ pub enum Expired {
     Closing,
 }
 
+/// How long an open connection keeps the buffers it reuses from message to message (the
+/// recycled message buffer, the output's encoding buffer, zlib streams no context needs)
+/// after its last input: steady traffic allocates nothing per message, and a connection
+/// quiet for this long holds none of them. A connection that only sends (nothing comes
+/// in) releases them as soon as its output is written.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
+
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -33,6 +41,13 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl Connection {
+    /// When the kept buffers are to be released: only once the output is written (a
+    /// release frees nothing before) and while there is something to release.
+    fn release_due(&self, last_input: Instant) -> Option<Instant> {
+        (self.output.is_empty() && self.holds_releasable_memory())
+            .then(|| last_input + RELEASE_AFTER)
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) is next due, if ever: the driver
     /// schedules one wake-up there. It changes after every input, command and timeout, so
     /// ask again after each. `None` also before the first call that passed the time (a
@@ -51,16 +66,18 @@ impl Connection {
                     Some(sent) => sent + config.pong_timeout,
                     None => last + interval,
                 });
-                earliest(idle, ping)
+                let release = self.release_due(last);
+                earliest(earliest(idle, ping), release)
             }
             State::LocalClosing { since } => self.close_deadline(*since),
             State::Closed { deadline, .. } => *deadline,
         }
     }
 
-    /// Runs the deadlines that have passed at `now`: sends the keepalive Ping, starts the
-    /// closing handshake of an idle connection, fails one whose Ping went unanswered, ends
-    /// a closing handshake that took too long. Early or repeated calls are harmless.
+    /// Runs the deadlines that have passed at `now`: releases the buffers of a quiet
+    /// connection, sends the keepalive Ping, starts the closing handshake of an idle
+    /// connection, fails one whose Ping went unanswered, ends a closing handshake that took
+    /// too long. Early or repeated calls are harmless.
     /// Returns what expired, if anything did; then check
     /// [`should_close_transport`](Self::should_close_transport) and the output.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Expired> {
@@ -70,6 +87,9 @@ impl Connection {
         }
         match self.state {
             State::Open => {
+                if self.release_due(last).is_some_and(|due| now >= due) {
+                    self.release_memory();
+                }
                 let config = self.config.clone();
                 if config.idle_timeout.is_some_and(|idle| now >= last + idle) {
                     let _ =
@@ -152,6 +172,12 @@ mod tests {
         assert_eq!(drain(&mut server), [0x89, 0x00]);
         assert_eq!(
             server.poll_timeout(),
+            Some(t0 + RELEASE_AFTER),
+            "the Ping's buffer, due for release at once (no input for 20 s)"
+        );
+        assert_eq!(server.handle_timeout(t0 + secs(20)), None);
+        assert_eq!(
+            server.poll_timeout(),
             Some(t0 + secs(40)),
             "the pong deadline"
         );
@@ -184,6 +210,7 @@ mod tests {
         assert_eq!(server.poll_timeout(), Some(t0 + secs(10)));
         assert_eq!(server.handle_timeout(t0 + secs(10)), None);
         assert_eq!(drain(&mut server), [0x89, 0x00], "an empty Ping");
+        server.handle_timeout(t0 + secs(10)); // the Ping's buffer, released
         assert_eq!(server.poll_timeout(), Some(t0 + secs(13)));
         // Any input counts as an answer and restarts the interval.
         let pong = [0x8a, 0x80, 1, 2, 3, 4];
@@ -194,6 +221,47 @@ mod tests {
         assert_eq!(server.handle_timeout(t0 + secs(25)), Some(Expired::Pong));
         assert_eq!(server.state(), ConnectionState::Closed);
         assert!(server.should_close_transport());
+    }
+
+    #[test]
+    fn buffers_are_kept_while_messages_flow_and_released_after_a_quiet_second() {
+        let t0 = Instant::now();
+        let config = Config {
+            ping_interval: None,
+            ..Config::default()
+        };
+        let mut server = Connection::server(config);
+        let hello = [0x81, 0x85, 0, 0, 0, 0, b'h', b'e', b'l', b'l', b'o'];
+        let echo = |server: &mut Connection, now: Instant| {
+            let mut events = feed(server, now, &hello);
+            let Some(Event::Message { data, .. }) = events.pop() else {
+                panic!("no message");
+            };
+            server.send_binary_owned(data).unwrap();
+            drain(server)
+        };
+        assert_eq!(
+            echo(&mut server, t0),
+            [0x82, 5, b'h', b'e', b'l', b'l', b'o']
+        );
+        assert_eq!(server.poll_timeout(), Some(t0 + RELEASE_AFTER));
+        let half = RELEASE_AFTER / 2;
+        assert_eq!(server.handle_timeout(t0 + half), None);
+        assert!(server.holds_releasable_memory(), "kept while quiet < 1 s");
+        echo(&mut server, t0 + half);
+        assert_eq!(
+            server.poll_timeout(),
+            Some(t0 + half + RELEASE_AFTER),
+            "counted from the last input"
+        );
+        assert_eq!(server.handle_timeout(t0 + half + RELEASE_AFTER), None);
+        assert!(!server.holds_releasable_memory(), "released");
+        assert_eq!(server.poll_timeout(), None, "nothing left to release");
+        // Unwritten output is not released: no deadline until it is written.
+        server.send_text("later").unwrap();
+        assert_eq!(server.poll_timeout(), None);
+        drain(&mut server);
+        assert_eq!(server.poll_timeout(), Some(t0 + half + RELEASE_AFTER));
     }
 
     #[test]
