@@ -9,7 +9,7 @@ use ws6455_core::close::truncate_reason;
 use ws6455_core::{Connection, ConnectionState, Event};
 
 use crate::conn::{Conn, Phase};
-use crate::handle::{over_cap, HandleInner, Status};
+use crate::handle::{over_cap, ConnShared, HandleInner, Status};
 use crate::handler::{ConnError, ConnHandler, Decision, Handler};
 
 /// The text of a caught panic.
@@ -64,9 +64,29 @@ pub(crate) fn open<C: ConnHandler>(inner: &HandleInner, conn: &mut Conn<C>, now:
     let Phase::Open { core, app } = &mut conn.phase else {
         return;
     };
-    match guarded(|| app.on_open()) {
-        Ok(()) => inner.apply_commands_for(&conn.shared, core, now),
+    let outcome = call(inner, &conn.shared, core, now, || guarded(|| app.on_open()));
+    match outcome {
+        Ok(()) => {
+            inner.apply_commands_for(&conn.shared, core, now);
+        }
         Err(error) => fail_open(core, app, &mut conn.errored, error, now),
+    }
+}
+
+/// Runs a callback of the connection `shared`: what was sent to it earlier is applied
+/// first, and what the callback sends it goes straight into `core` when nothing queued
+/// for it waits ([`crate::direct`]).
+fn call<T>(
+    inner: &HandleInner,
+    shared: &ConnShared,
+    core: &mut Box<Connection>,
+    now: Instant,
+    callback: impl FnOnce() -> T,
+) -> T {
+    if inner.apply_commands_for(shared, core, now) {
+        crate::direct::run(shared.id(), core, now, callback)
+    } else {
+        callback()
     }
 }
 
@@ -90,7 +110,9 @@ pub(crate) fn feed_open<C: ConnHandler>(
                     core.recycle(data);
                     continue;
                 }
-                let outcome = guarded(|| app.on_message(kind, data));
+                let outcome = call(inner, &conn.shared, core, now, || {
+                    guarded(|| app.on_message(kind, data))
+                });
                 // What the callback sent before failing goes out before the Close.
                 inner.apply_commands_for(&conn.shared, core, now);
                 if let Ok(Err(error)) | Err(error) = outcome {

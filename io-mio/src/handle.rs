@@ -101,6 +101,11 @@ impl ConnShared {
         self.max_buffered
     }
 
+    /// What a send over the cap does.
+    pub(crate) fn backpressure(&self) -> Backpressure {
+        self.backpressure
+    }
+
     pub(crate) fn set_unwritten(&self, bytes: usize) {
         self.unwritten.store(bytes, Ordering::Release);
     }
@@ -182,6 +187,30 @@ impl Outgoing {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Queues the message in `core`, its buffer with it.
+    pub(crate) fn send_on(self, core: &mut Connection) -> Result<(), ws6455_core::SendError> {
+        match self {
+            Outgoing::Text(text) => core.send_text_owned(text),
+            Outgoing::Binary(data) => core.send_binary_owned(data),
+        }
+    }
+}
+
+/// Starts the closing handshake in `core` for a handle's close (code and reason checked);
+/// `wait_for_peer` for a server's terminate (see
+/// [`ws6455_core::Connection::wait_for_peer_close`]).
+pub(crate) fn close_on(
+    core: &mut Connection,
+    now: std::time::Instant,
+    code: CloseCode,
+    reason: &str,
+    wait_for_peer: bool,
+) -> Result<(), ws6455_core::SendError> {
+    if wait_for_peer {
+        core.wait_for_peer_close();
+    }
+    core.close_with_standard_code(now, code, reason)
 }
 
 /// Work for the loop, queued by any thread.
@@ -279,14 +308,7 @@ impl Command {
     /// the API documents.
     pub(crate) fn apply(self, core: &mut ws6455_core::Connection, now: std::time::Instant) {
         let _ = match self {
-            Command::Send {
-                message: Outgoing::Text(text),
-                ..
-            } => core.send_text_owned(text),
-            Command::Send {
-                message: Outgoing::Binary(data),
-                ..
-            } => core.send_binary_owned(data),
+            Command::Send { message, .. } => message.send_on(core),
             Command::SendFrame { frame, .. } => core.send_encoded(&frame),
             Command::Ping { payload, .. } => core.send_ping(&payload),
             Command::Close {
@@ -294,12 +316,7 @@ impl Command {
                 reason,
                 wait_for_peer,
                 ..
-            } => {
-                if wait_for_peer {
-                    core.wait_for_peer_close();
-                }
-                core.close_with_standard_code(now, code, &reason)
-            }
+            } => close_on(core, now, code, &reason, wait_for_peer),
             // The loop destroys the connection itself (it owns the socket).
             Command::Destroy { .. } => Ok(()),
             Command::Shutdown { .. } | Command::Adopt(_) | Command::FanOut(_) => Ok(()),
@@ -383,22 +400,29 @@ impl HandleInner {
     /// calls this right after a callback, so that what the callback sent is in the
     /// connection's buffer before the next frame is read: an echo is not lost to a later
     /// frame that fails the connection. No lock: these commands never left the thread.
+    /// The loop calls it before a callback too, for what was sent to the connection
+    /// earlier; true when no fan-out (which may be for the connection) waits in either
+    /// queue, so that none of its commands was left behind: its callback may then send
+    /// directly ([`crate::direct`]).
     pub(crate) fn apply_commands_for(
         &self,
         shared: &ConnShared,
         core: &mut ws6455_core::Connection,
         now: std::time::Instant,
-    ) {
+    ) -> bool {
         // Sends other threads made to this connection before its peer's message came
         // (a broadcast, say) go out before the callback's answer to it.
+        let mut clear = true;
         if self.shared_queued.load(Ordering::Acquire) > 0 {
-            self.apply_queued_for(shared, core, now);
+            clear = self.apply_queued_for(shared, core, now);
         }
         let taken = LOCAL.with(|local| {
             let mut local = local.borrow_mut();
             (!local.is_empty()).then(|| local.take())
         });
-        let Some(mut taken) = taken else { return };
+        let Some(mut taken) = taken else {
+            return clear;
+        };
         let mut blocked = false;
         let mut unrun = Vec::new();
         for command in taken.drain(..) {
@@ -411,25 +435,28 @@ impl HandleInner {
             unrun.push(command);
         }
         LOCAL.with(|local| local.borrow_mut().give_back(unrun, taken));
+        clear && !blocked
     }
 
     /// Takes this connection's commands out of the shared queue, in order, up to the
-    /// first fan-out (which may be for it too), and applies them.
+    /// first fan-out (which may be for it too), and applies them; true when no fan-out
+    /// is queued.
     fn apply_queued_for(
         &self,
         shared: &ConnShared,
         core: &mut ws6455_core::Connection,
         now: std::time::Instant,
-    ) {
-        let mine = {
+    ) -> bool {
+        let (mine, clear) = {
             let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
             let is_mine = |c: &Command| c.is_for(shared);
             let before_fan_out = queue
                 .iter()
                 .position(Command::is_barrier)
                 .unwrap_or(queue.len());
+            let clear = before_fan_out == queue.len();
             if !queue.range(..before_fan_out).any(is_mine) {
-                return;
+                return clear;
             }
             let mut mine = Vec::new();
             let mut others = VecDeque::with_capacity(queue.len());
@@ -442,12 +469,13 @@ impl HandleInner {
             }
             *queue = others;
             self.shared_queued.store(queue.len(), Ordering::Release);
-            mine
+            (mine, clear)
         };
         for command in mine {
             command.dequeue();
             command.apply(core, now);
         }
+        clear
     }
 }
 
@@ -458,6 +486,10 @@ impl LoopHandle {
 
     fn push(&self, command: Command) {
         if self.is_loop_thread() {
+            if command.is_barrier() {
+                // What the running callback sends next must follow this fan-out.
+                crate::direct::suspend();
+            }
             LOCAL.with(|local| local.borrow_mut().queue.push(command));
             return;
         }
@@ -506,6 +538,10 @@ impl LoopHandle {
     /// pass the cap by one message; the loop then reads nothing more from the connection
     /// until it drains, which is what keeps an echo from ever being refused.
     pub fn send(&self, conn: &Arc<ConnShared>, message: Outgoing) -> Result<(), SendError> {
+        let message = match crate::direct::send(conn, message, |core, m| m.send_on(core)) {
+            Ok(sent) => return sent,
+            Err(message) => message,
+        };
         self.reserve(conn, message.len())?;
         self.push(Command::Send {
             conn: conn.clone(),
@@ -517,6 +553,10 @@ impl LoopHandle {
     /// Queues a frame encoded once for many connections (see
     /// [`ws6455_core::encoder::encode_frame`]; server frames only, as they are unmasked).
     pub fn send_frame(&self, conn: &Arc<ConnShared>, frame: Arc<[u8]>) -> Result<(), SendError> {
+        let frame = match crate::direct::send(conn, frame, |core, f| core.send_encoded(&f)) {
+            Ok(sent) => return sent,
+            Err(frame) => frame,
+        };
         self.reserve(conn, frame.len())?;
         self.push(Command::SendFrame {
             conn: conn.clone(),
@@ -531,6 +571,9 @@ impl LoopHandle {
             return Err(SendError::Protocol(
                 ws6455_core::SendError::ControlPayloadTooLong(payload.len()),
             ));
+        }
+        if let Ok(sent) = crate::direct::ping(conn, &payload) {
+            return sent;
         }
         Self::check_open(conn)?;
         self.push(Command::Ping {
@@ -573,6 +616,9 @@ impl LoopHandle {
         wait_for_peer: bool,
     ) -> Result<(), SendError> {
         check_close(code, reason, by).map_err(SendError::Protocol)?;
+        if let Ok(closed) = crate::direct::close(conn, code, reason, wait_for_peer) {
+            return closed;
+        }
         match conn.status() {
             Status::Connected | Status::Connecting => {}
             other => return Err(SendError::NotOpen(other)),

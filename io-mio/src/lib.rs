@@ -27,6 +27,7 @@
 mod commands;
 mod config;
 mod conn;
+mod direct;
 mod dispatch;
 mod event_loop;
 mod fanout;

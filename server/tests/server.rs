@@ -70,6 +70,22 @@ impl ConnectionHandler for TestConn {
             // Keeps the loop thread busy, so that the test can queue input meanwhile.
             Data::Text(t) if t == "sleep" => std::thread::sleep(Duration::from_millis(300)),
             Data::Text(t) if t == "close-4000" => ws.terminate(Some(4000), Some("bye")).unwrap(),
+            // What a callback sees of its own terminate: the status at once, sends refused.
+            Data::Text(t) if t == "close-then-send" => {
+                ws.send("before close").unwrap();
+                ws.terminate(Some(4000), Some("bye")).unwrap();
+                let refused = ws.send("after close");
+                self.recorder
+                    .push(format!("after terminate {:?} {refused:?}", ws.status()));
+            }
+            // A send to every other connection, from this one's callback.
+            Data::Text(t) if t == "poke-others" => {
+                for other in ws.wss().connections() {
+                    if other.id() != ws.id() {
+                        let _ = other.send(format!("poke from {}", ws.id()));
+                    }
+                }
+            }
             // The handler as the application's own type, from its connection.
             Data::Text(t) if t == "handler" => {
                 let mine = ws
@@ -380,6 +396,44 @@ fn server_side_terminate_codes_and_other_threads() {
         "terminate 4000 Some(\"bye\") true Closed"
     );
     assert!(conn.send("too late").is_err());
+}
+
+#[test]
+fn a_callbacks_terminate_shows_at_once_and_refuses_later_sends() {
+    let f = start(ServerOptions::default());
+    let mut ws = connect(&f.server, "/");
+    ws.send(Message::Text("close-then-send".into())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text("before close".into()));
+    assert_eq!(read_close(&mut ws), (4000, "bye".into()));
+    let log = f.recorder.wait_for("terminate");
+    assert!(
+        log.contains(&"after terminate Closing Err(NotOpen(Closing))".to_owned()),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn sends_between_connections_keep_the_order_of_the_callbacks_that_made_them() {
+    let f = start(ServerOptions::default());
+    let mut busy = connect(&f.server, "/");
+    let mut a = connect(&f.server, "/");
+    let mut b = connect(&f.server, "/");
+    wait_until("three open", || f.server.connections().len() == 3);
+    // While the loop sleeps in `busy`'s callback, A's poke and B's own message arrive, so
+    // that the loop's next turn runs both callbacks: B's echo is made after A's poke to B
+    // exactly when B's callback ran second, and must reach B in that order.
+    busy.send(Message::Text("sleep".into())).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    a.send(Message::Text("poke-others".into())).unwrap();
+    b.send(Message::Text("b's own".into())).unwrap();
+    let got = [b.read().unwrap(), b.read().unwrap()].map(|m| m.into_text().unwrap());
+    let log = f.recorder.entries();
+    let poked_first = log.iter().position(|e| e.contains("poke-others"))
+        < log.iter().position(|e| e.contains("b's own"));
+    let echo_at = if poked_first { 1 } else { 0 };
+    assert_eq!(got[echo_at].as_str(), "b's own", "{got:?} {log:?}");
+    assert!(got[1 - echo_at].starts_with("poke from "), "{got:?}");
+    drop((busy, a));
 }
 
 #[test]
