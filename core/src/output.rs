@@ -12,14 +12,21 @@ const KEEP_CAPACITY: usize = 4096;
 /// The capacity an encoding buffer starts with (within [`KEEP_CAPACITY`]).
 const FIRST_CAPACITY: usize = 1024;
 
-/// Unwritten output: a queue of byte chunks, the front one partly written.
+/// Unwritten output: a queue of byte chunks, the front one partly written. The front
+/// chunk lives inline, so that the common case (frames encoded into one buffer) needs no
+/// allocation for the queue itself.
 #[derive(Debug, Default)]
 pub(crate) struct OutputQueue {
-    chunks: VecDeque<Vec<u8>>,
-    /// How much of the front chunk the transport took.
+    /// The front chunk; when nothing waits, empty (an encoding buffer kept for reuse, or
+    /// no allocation at all).
+    head: Vec<u8>,
+    /// The chunks after it, in order (empty while `head` is the only one).
+    rest: VecDeque<Vec<u8>>,
+    /// How much of `head` the transport took.
     sent: usize,
-    /// The back chunk is an encoding buffer that frames may be appended to (a handed-over
-    /// payload is not: its capacity belongs to the application's allocation).
+    /// The back chunk (the last of `rest`, or `head`) is an encoding buffer that frames
+    /// may be appended to (a handed-over payload is not: its capacity belongs to the
+    /// application's allocation).
     back_open: bool,
     /// Unwritten bytes in all chunks.
     len: usize,
@@ -29,18 +36,25 @@ impl OutputQueue {
     /// The buffer to append frames to: the open back chunk, or a new one.
     pub(crate) fn encode_buffer(&mut self) -> EncodeGuard<'_> {
         if !self.back_open {
-            // Room for a burst of small frames (16 echoes of 64 B need 1 KiB): growing
-            // from empty cost four reallocations per wake-up.
-            self.chunks.push_back(Vec::with_capacity(FIRST_CAPACITY));
+            if self.len == 0 {
+                // Nothing waits, so `rest` is empty and `head` is free.
+                self.head.clear();
+                if self.head.capacity() == 0 {
+                    // Room for a burst of small frames (16 echoes of 64 B need 1 KiB):
+                    // growing from empty cost four reallocations per wake-up.
+                    self.head.reserve_exact(FIRST_CAPACITY);
+                }
+            } else {
+                self.rest.push_back(Vec::with_capacity(FIRST_CAPACITY));
+            }
             self.back_open = true;
         }
-        let buf = self.chunks.back_mut().expect("an open back chunk");
+        let Self {
+            head, rest, len, ..
+        } = self;
+        let buf = rest.back_mut().unwrap_or(head);
         let before = buf.len();
-        EncodeGuard {
-            before,
-            buf,
-            len: &mut self.len,
-        }
+        EncodeGuard { before, buf, len }
     }
 
     /// Queues `payload` as its own chunk, after everything queued so far.
@@ -48,15 +62,20 @@ impl OutputQueue {
         if payload.is_empty() {
             return;
         }
-        // An open back chunk left empty would hide what follows from `front`.
-        if self.back_open && self.chunks.back().is_some_and(|c| c.is_empty()) {
-            self.chunks.pop_back();
-        }
         self.len += payload.len();
-        self.chunks.push_back(payload);
+        let back = self.rest.back_mut().unwrap_or(&mut self.head);
+        if self.back_open && back.is_empty() {
+            // An open back chunk left empty (a kept encoding buffer) would hide what
+            // follows from `front`: the payload takes its place.
+            *back = payload;
+        } else if self.len == payload.len() {
+            // Nothing else waits: `head` is free.
+            self.head = payload;
+        } else {
+            self.rest.push_back(payload);
+        }
         self.back_open = false;
     }
-
     /// Unwritten bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -70,29 +89,17 @@ impl OutputQueue {
     pub(crate) fn front(&self) -> &[u8] {
         // Only the back chunk can be empty (an encoding buffer nothing was appended to),
         // and then nothing follows it.
-        match self.chunks.front() {
-            Some(chunk) => &chunk[self.sent..],
-            None => &[],
-        }
+        &self.head[self.sent..]
     }
 
     /// Fills `slices` with the unwritten chunks in order, for a vectored write; returns
     /// how many it filled.
     pub(crate) fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let chunks = std::iter::once(self.front()).chain(self.rest.iter().map(Vec::as_slice));
         let mut filled = 0;
-        for (i, chunk) in self.chunks.iter().enumerate() {
-            if filled == slices.len() {
-                break;
-            }
-            let bytes = if i == 0 {
-                &chunk[self.sent..]
-            } else {
-                &chunk[..]
-            };
-            if !bytes.is_empty() {
-                slices[filled] = IoSlice::new(bytes);
-                filled += 1;
-            }
+        for (slot, bytes) in slices.iter_mut().zip(chunks.filter(|c| !c.is_empty())) {
+            *slot = IoSlice::new(bytes);
+            filled += 1;
         }
         filled
     }
@@ -102,30 +109,31 @@ impl OutputQueue {
     pub(crate) fn consume(&mut self, mut n: usize, mut drained: impl FnMut(Vec<u8>)) {
         n = n.min(self.len);
         self.len -= n;
-        while n > 0 || self.chunks.front().is_some_and(|c| c.len() == self.sent) {
-            let Some(front) = self.chunks.front() else {
-                break;
-            };
-            let left = front.len() - self.sent;
+        loop {
+            let left = self.head.len() - self.sent;
             if n < left {
                 self.sent += n;
-                break;
+                return;
             }
             n -= left;
             self.sent = 0;
-            if self.chunks.len() == 1 && self.back_open {
-                // The last chunk, our encoding buffer: kept for the next frames when
-                // small, so that steady small traffic allocates nothing.
-                let back = self.chunks.back_mut().expect("the back chunk");
-                if back.capacity() <= KEEP_CAPACITY {
-                    back.clear();
-                    break;
+            match self.rest.pop_front() {
+                // Payloads handed over, and encoding buffers behind them, leave here.
+                Some(next) => drained(std::mem::replace(&mut self.head, next)),
+                None => {
+                    // The last chunk: our encoding buffer is kept for the next frames
+                    // when small, so that steady small traffic allocates nothing.
+                    if self.back_open && self.head.capacity() <= KEEP_CAPACITY {
+                        self.head.clear();
+                    } else {
+                        self.back_open = false;
+                        let done = std::mem::take(&mut self.head);
+                        if done.capacity() > 0 {
+                            drained(done);
+                        }
+                    }
+                    return;
                 }
-                self.back_open = false;
-            }
-            // Payloads handed over, and large encoding buffers, leave here.
-            if let Some(chunk) = self.chunks.pop_front() {
-                drained(chunk);
             }
         }
     }
@@ -133,13 +141,32 @@ impl OutputQueue {
     /// True while a drained queue still holds a buffer that [`release`](Self::release)
     /// would free.
     pub(crate) fn holds_memory(&self) -> bool {
-        self.chunks.capacity() > 0
+        self.head.capacity() > 0 || self.rest.capacity() > 0
     }
 
-    /// Frees every buffer once nothing is left to write (for idle connections).
-    pub(crate) fn release(&mut self) {
-        if self.is_empty() {
-            *self = OutputQueue::default();
+    /// Frees every buffer once nothing is left to write (for idle connections); returns
+    /// the encoding buffer it kept, if any, for the caller to free or reuse.
+    pub(crate) fn release(&mut self) -> Option<Vec<u8>> {
+        if !self.is_empty() {
+            return None;
+        }
+        let head = std::mem::take(self).head;
+        (head.capacity() > 0).then_some(head)
+    }
+
+    /// True when nothing waits and no encoding buffer is kept: one given now would be
+    /// used for the next frames.
+    pub(crate) fn wants_buffer(&self) -> bool {
+        self.is_empty() && self.head.capacity() == 0
+    }
+
+    /// Takes an empty buffer for the next frames, when it [`wants_buffer`](Self::wants_buffer)
+    /// (dropped otherwise).
+    pub(crate) fn provide(&mut self, mut buffer: Vec<u8>) {
+        if self.wants_buffer() {
+            buffer.clear();
+            self.head = buffer;
+            self.back_open = true;
         }
     }
 }
@@ -251,12 +278,17 @@ mod tests {
         assert_eq!(queue.len(), 10_005);
         queue.consume(10_005, drop);
         assert!(queue.is_empty());
-        assert_eq!(queue.chunks.len(), 1, "the small encoding buffer is kept");
-        assert!(queue.chunks[0].capacity() > 0 && queue.chunks[0].capacity() <= KEEP_CAPACITY);
+        assert!(queue.rest.is_empty());
+        let kept = queue.head.capacity();
+        assert!(
+            kept > 0 && kept <= KEEP_CAPACITY,
+            "the small encoding buffer is kept"
+        );
         queue.encode_buffer().extend_from_slice(b"f");
-        assert_eq!((queue.chunks.len(), queue.front()), (1, &b"f"[..]));
+        assert_eq!((queue.rest.len(), queue.front()), (0, &b"f"[..]));
+        assert_eq!(queue.head.capacity(), kept, "and reused");
         queue.consume(1, drop);
         queue.release();
-        assert_eq!(queue.chunks.capacity(), 0, "release frees everything");
+        assert!(!queue.holds_memory(), "release frees everything");
     }
 }

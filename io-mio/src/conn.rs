@@ -130,14 +130,20 @@ impl<C> Conn<C> {
                     self.transport.write(reply.pending_output())
                 }
                 // The 101 and frames, possibly in several chunks (payloads sent by value
-                // are written from the application's buffers): one vectored write.
+                // are written from the application's buffers): one vectored write, or a
+                // plain one for a single chunk (the common case, and cheaper to prepare).
                 Phase::Open { core, .. } => {
-                    let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
-                    let filled = core.pending_output_vectored(&mut slices);
-                    if filled == 0 {
+                    let front = core.pending_output();
+                    if front.is_empty() {
                         return Ok(());
                     }
-                    self.transport.write_vectored(&slices[..filled])
+                    if front.len() == core.pending_output_len() {
+                        self.transport.write(front)
+                    } else {
+                        let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
+                        let filled = core.pending_output_vectored(&mut slices);
+                        self.transport.write_vectored(&slices[..filled])
+                    }
                 }
             };
             match written {

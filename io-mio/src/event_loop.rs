@@ -23,6 +23,7 @@ use crate::dispatch::{fail_open, feed, guarded};
 use crate::handle::{over_cap, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP, LOCAL};
 use crate::handler::{AcceptProblem, ConnError, ConnHandler, Handler};
 use crate::linger::{self, Lingering};
+use crate::pool::BufferPool;
 use crate::transport::Transport;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -137,6 +138,7 @@ impl EventLoop {
             ready: VecDeque::new(),
             read_buf: vec![0; READ_BUFFER],
             tls_buf: Vec::new(),
+            pool: BufferPool::default(),
             shutdown: None,
             accept: AcceptState::Waiting,
             deferred: Vec::new(),
@@ -170,6 +172,8 @@ pub(crate) struct Running<H: Handler> {
     pub(crate) deferred: Vec<usize>,
     /// Sockets closed by this side, waiting for the peer's end of stream.
     pub(crate) lingering: Lingering,
+    /// Buffers lent to connections while they are busy.
+    pub(crate) pool: BufferPool,
 }
 
 /// Where the listener is.
@@ -438,6 +442,9 @@ impl<H: Handler> Running<H> {
                 }
                 Ok(n) => {
                     let data = &self.read_buf[..n];
+                    if let Phase::Open { core, .. } = &mut conn.phase {
+                        self.pool.lend(core);
+                    }
                     feed(&mut self.handler, inner, conn, data, Instant::now());
                     // Saves the read that would return WouldBlock: one syscall per
                     // message at one message in flight. (TCP urgent data also ends a
@@ -516,14 +523,14 @@ impl<H: Handler> Running<H> {
         conn.shared.set_unwritten(unwritten);
         if unwritten == 0 && !conn.in_ready {
             // Going back to waiting: an idle connection keeps no buffers, sooner than the
-            // core's own quiet-second release. Within a burst the buffers are reused, so
-            // this costs a few allocations per wake-up. Keeping them for the quiet second
-            // was measured (idle_memory 5000): no allocation per message at 1 in flight,
-            // but the C allocator cannot return memory freed in the middle of its heap, so
-            // a burst across every connection left 2.3 KiB per idle connection after 64 B
-            // echoes and 27 KiB after 64 KiB ones (0.9 KiB both, releasing here).
+            // core's own quiet-second release; the small ones go back to the loop's pool,
+            // which lends them to the next connection that reads. (Keeping them in each
+            // connection for the quiet second was measured, idle_memory 5000: the C
+            // allocator cannot return memory freed in the middle of its heap, so a burst
+            // across every connection left 2.3 KiB per idle connection after 64 B echoes
+            // and 27 KiB after 64 KiB ones; 0.9 KiB both, releasing here.)
             if let Phase::Open { core, .. } = &mut conn.phase {
-                core.release_memory();
+                self.pool.take_back(core);
             }
         }
         if over_cap(conn.shared.buffered_amount(), conn.shared.max_buffered()) {

@@ -34,6 +34,7 @@ mod fanout;
 mod handle;
 mod handler;
 mod linger;
+mod pool;
 mod transport;
 
 use std::io;

@@ -326,11 +326,42 @@ impl Connection {
     /// has been quiet for [`RELEASE_AFTER`] (a deadline of
     /// [`poll_timeout`](Self::poll_timeout)); call it to free them sooner.
     pub fn release_memory(&mut self) {
-        self.spare = Vec::new();
+        self.release_memory_into(drop);
+    }
+
+    /// [`release_memory`](Self::release_memory), with the byte buffers it would free
+    /// handed to `keep` instead, emptied: a driver's pool, which lends them to the next
+    /// connection that needs one ([`lend_buffers`](Self::lend_buffers)).
+    pub fn release_memory_into(&mut self, mut keep: impl FnMut(Vec<u8>)) {
+        let spare = std::mem::take(&mut self.spare);
+        if spare.capacity() > 0 {
+            keep(spare);
+        }
         if let (Some(codec), None) = (&mut self.deflate, self.message) {
             codec.release();
         }
-        self.output.release();
+        if let Some(buffer) = self.output.release() {
+            keep(buffer);
+        }
+    }
+
+    /// Takes empty buffers from a driver's pool for what the connection lacks: the next
+    /// incoming message's buffer and the output's encoding buffer (`take` is called once
+    /// for each missing one). With [`release_memory_into`](Self::release_memory_into)
+    /// when it goes idle, a driver's connections then share a few buffers instead of each
+    /// allocating its own per burst.
+    pub fn lend_buffers(&mut self, mut take: impl FnMut() -> Option<Vec<u8>>) {
+        if self.spare.capacity() == 0 {
+            if let Some(buffer) = take() {
+                self.spare = buffer;
+                self.spare.clear();
+            }
+        }
+        if self.output.wants_buffer() {
+            if let Some(buffer) = take() {
+                self.output.provide(buffer);
+            }
+        }
     }
 
     /// True while [`release_memory`](Self::release_memory) would free something (with

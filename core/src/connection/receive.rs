@@ -541,6 +541,41 @@ mod tests {
         assert_eq!(data[..], [7; 64]);
     }
 
+    // A driver's pool: lent buffers hold the next message and the output's frames, and
+    // come back (emptied) when the connection goes idle; a connection that has a buffer
+    // takes none.
+    #[test]
+    fn lent_buffers_are_used_then_given_back() {
+        let mut server = Connection::server(Config::default());
+        let mut pool = vec![Vec::with_capacity(3000), Vec::with_capacity(2000)];
+        server.lend_buffers(|| pool.pop());
+        assert!(pool.is_empty(), "one for the message, one for the output");
+        let mut wire = masked_header(64);
+        wire.extend_from_slice(&[7; 64]);
+        let [Event::Message { data, .. }] = &feed(&mut server, &wire)[..] else {
+            panic!("one message");
+        };
+        assert_eq!(data.capacity(), 2000, "the message is in the lent buffer");
+        server.send_binary(data).unwrap();
+        let out = server.pending_output().to_vec();
+        assert_eq!(out.len(), 66);
+        server.consume_output(out.len());
+        let mut lent = 0;
+        server.lend_buffers(|| {
+            lent += 1;
+            None
+        });
+        assert_eq!(
+            lent, 1,
+            "only the message buffer is missing; the output keeps its own"
+        );
+        server.release_memory_into(|buffer| pool.push(buffer));
+        let capacities: Vec<usize> = pool.iter().map(Vec::capacity).collect();
+        assert_eq!(capacities, [3000], "the output's buffer, back in the pool");
+        assert!(pool.iter().all(Vec::is_empty));
+        assert!(!server.holds_releasable_memory());
+    }
+
     // A large frame that arrives in pieces fills a buffer grown a few times, to its size.
     #[test]
     fn a_large_frame_grows_its_buffer_a_few_times_only() {

@@ -1,0 +1,73 @@
+//! A loop's few spare byte buffers, lent to its connections: a connection borrows what it
+//! lacks before its input is decoded (the next message's buffer, the output's encoding
+//! buffer) and gives them back when it goes idle, so that steady traffic allocates
+//! nothing per message even though an idle connection holds no buffer of its own. The
+//! pool is bounded in count and in buffer size, so what it holds after a burst is small
+//! and does not grow with the number of connections.
+
+use ws6455_core::Connection;
+
+/// Buffers kept at most: a turn lends and takes back one connection at a time, so a few
+/// suffice; a bound keeps a burst from parking memory here.
+const MAX_BUFFERS: usize = 32;
+
+/// Largest capacity kept: larger buffers (a big message's) go back to the allocator.
+const MAX_CAPACITY: usize = 4096;
+
+#[derive(Debug, Default)]
+pub(crate) struct BufferPool {
+    buffers: Vec<Vec<u8>>,
+}
+
+impl BufferPool {
+    /// Lends `core` what it lacks.
+    pub(crate) fn lend(&mut self, core: &mut Connection) {
+        core.lend_buffers(|| self.buffers.pop());
+    }
+
+    /// Takes back what an idle `core` holds (and frees what it need not keep).
+    pub(crate) fn take_back(&mut self, core: &mut Connection) {
+        core.release_memory_into(|buffer| {
+            if buffer.capacity() <= MAX_CAPACITY && self.buffers.len() < MAX_BUFFERS {
+                self.buffers.push(buffer);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ws6455_core::Config;
+
+    fn idle_with_output_buffer(capacity: usize) -> Connection {
+        let mut core = Connection::server(Config::default());
+        core.lend_buffers(|| Some(Vec::with_capacity(capacity)));
+        core
+    }
+
+    #[test]
+    fn the_pool_keeps_a_bounded_number_of_small_buffers() {
+        let mut pool = BufferPool::default();
+        let mut large = idle_with_output_buffer(MAX_CAPACITY + 1);
+        pool.take_back(&mut large);
+        assert!(
+            pool.buffers.is_empty(),
+            "a large buffer goes to the allocator"
+        );
+        for _ in 0..MAX_BUFFERS + 5 {
+            let mut core = idle_with_output_buffer(1024);
+            pool.take_back(&mut core);
+        }
+        assert_eq!(pool.buffers.len(), MAX_BUFFERS);
+        let mut core = Connection::server(Config::default());
+        pool.lend(&mut core);
+        assert_eq!(
+            pool.buffers.len(),
+            MAX_BUFFERS - 2,
+            "a message and an output buffer"
+        );
+        pool.take_back(&mut core);
+        assert_eq!(pool.buffers.len(), MAX_BUFFERS);
+    }
+}
