@@ -49,6 +49,7 @@ WORKLOADS = [
         ("p50 latency, 1 conn (us)", "p50_us", 1, False),
         ("p99 latency, 1 conn (us)", "p99_us", 1, False)]),
 ]
+CONNECT = "connect + handshake (conn/s)"
 SYSCALLS = [
     ("server syscalls/msg, 1 in flight", WORKLOADS[0][0], False),
     ("server syscalls/msg, 16 in flight", WORKLOADS[1][0], False),
@@ -177,12 +178,17 @@ def main():
                 out = loadgen("idle", server, ["--conns", str(opts.idle_conns)], 0, [], "1")
             if out is None:
                 failures.append(f"{name}: idle")
-            elif "bytes_per_conn" in out:
-                note(name, f"memory per idle conn ({opts.idle_conns}) (KiB)",
-                     float(out["bytes_per_conn"]) / 1024)
+            else:
+                if "bytes_per_conn" in out:
+                    note(name, f"memory per idle conn ({opts.idle_conns}) (KiB)",
+                         float(out["bytes_per_conn"]) / 1024)
+                # Opening the idle connections: TCP connect and the opening handshake.
+                if "connect_per_s" in out:
+                    note(name, CONNECT, float(out["connect_per_s"]))
 
     columns = [(t, higher) for _, metrics in WORKLOADS for t, _, _, higher in metrics]
     columns += [(t, higher) for t, _, higher in SYSCALLS]
+    columns.append((CONNECT, True))
     columns.append((f"memory per idle conn ({opts.idle_conns}) (KiB)", False))
     columns = [(t, h) for t, h in columns if any(t in results[n] for n in servers)]
     medians = {n: {t: statistics.median(v) for t, v in results[n].items()} for n in servers}

@@ -33,7 +33,9 @@ impl<H: Handler> Running<H> {
     pub(crate) fn run_commands(&mut self) {
         let inner = self.handle.inner.clone();
         let commands = &inner.commands;
-        let queued = commands.lock().unwrap_or_else(|e| e.into_inner()).len();
+        // The count without the lock: a command pushed after this read wakes the poll,
+        // so it runs next turn.
+        let queued = inner.shared_queued.load(Ordering::Acquire);
         let local = LOCAL.with(|local| {
             let mut local = local.borrow_mut();
             (!local.is_empty()).then(|| local.take())
