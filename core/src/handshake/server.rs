@@ -313,25 +313,43 @@ pub fn switching_headers(
     extensions: Option<&str>,
     extra_headers: &[(&str, &str)],
 ) -> Result<Vec<(String, String)>, InvalidHeader> {
-    let key = request.websocket_key().unwrap_or_default();
-    let mut fields = vec![
-        ("Upgrade".to_owned(), "websocket".to_owned()),
-        ("Connection".to_owned(), "Upgrade".to_owned()),
-        ("Sec-WebSocket-Accept".to_owned(), accept_key(key)),
-    ];
+    let mut fields = Vec::new();
+    for_each_switching_header(request, subprotocol, extensions, extra_headers, |n, v| {
+        fields.push((n.to_owned(), v.to_owned()));
+    })?;
+    Ok(fields)
+}
+
+/// Hands each field of [`switching_headers`] to `field`, in order, once every one was
+/// checked (nothing is handed over when one is invalid).
+fn for_each_switching_header(
+    request: &Request,
+    subprotocol: Option<&str>,
+    extensions: Option<&str>,
+    extra_headers: &[(&str, &str)],
+    mut field: impl FnMut(&str, &str),
+) -> Result<(), InvalidHeader> {
     let chosen = [
         ("Sec-WebSocket-Protocol", subprotocol),
         ("Sec-WebSocket-Extensions", extensions),
     ];
-    let given = chosen
-        .into_iter()
-        .filter_map(|(name, value)| Some((name, value?)))
-        .chain(extra_headers.iter().copied());
-    for (name, value) in given {
+    let given = || {
+        chosen
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)))
+            .chain(extra_headers.iter().copied())
+    };
+    for (name, value) in given() {
         check_header(name, value)?;
-        fields.push((name.to_owned(), value.to_owned()));
     }
-    Ok(fields)
+    let key = request.websocket_key().unwrap_or_default();
+    field("Upgrade", "websocket");
+    field("Connection", "Upgrade");
+    field("Sec-WebSocket-Accept", &accept_key(key));
+    for (name, value) in given() {
+        field(name, value);
+    }
+    Ok(())
 }
 
 /// Appends the 101 Switching Protocols answer to a validated `request` to `out`: the
@@ -344,13 +362,17 @@ pub fn accept_response(
     extra_headers: &[(&str, &str)],
     out: &mut Vec<u8>,
 ) -> Result<(), InvalidHeader> {
-    let fields = switching_headers(request, subprotocol, extensions, extra_headers)?;
+    let start = out.len();
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-    for (name, value) in &fields {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    let written =
+        for_each_switching_header(request, subprotocol, extensions, extra_headers, |n, v| {
+            for part in [n.as_bytes(), b": ", v.as_bytes(), b"\r\n"] {
+                out.extend_from_slice(part);
+            }
+        });
+    if written.is_err() {
+        out.truncate(start);
+        return written;
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
