@@ -12,7 +12,9 @@
 //! panics.
 //!
 //! Memory: all connections of a loop share one 256 KiB read buffer; a connection keeps
-//! only bytes of a frame still incomplete, and output buffers are freed once drained.
+//! only bytes of a frame still incomplete, and its small message and output buffers go
+//! back to the loop's pool (at most 32 of at most 4 KiB) when it goes idle, to be lent to
+//! the next connection that reads.
 //!
 //! Backpressure: while a connection's buffered outgoing bytes exceed
 //! [`LoopConfig::max_buffered`], the loop stops reading from it, so TCP flow control
