@@ -585,14 +585,14 @@ impl DeflateCodec {
         }
     }
 
-    /// Drops the zlib streams when no context needs keeping (for idle connections):
-    /// a compressor reset after each message, an inflater likewise.
     /// True while [`release`](Self::release) would free a zlib stream.
     pub(crate) fn holds_releasable(&self) -> bool {
         (self.reset_compressor && self.compressor.is_some())
             || (self.reset_decompressor && self.decompressor.is_some())
     }
 
+    /// Drops the zlib streams when no context needs keeping (for idle connections):
+    /// a compressor reset after each message, an inflater likewise.
     pub(crate) fn release(&mut self) {
         if self.reset_compressor {
             self.compressor = None;

@@ -91,17 +91,20 @@ fn with_core<A, R>(
     arg: A,
     f: impl FnOnce(&mut Connection, Instant, A) -> R,
 ) -> Result<R, A> {
-    SLOT.with(|slot| {
-        let Ok(mut slot) = slot.try_borrow_mut() else {
-            return Err(arg);
-        };
-        let Some(slot) = slot.as_mut().filter(|s| s.id == conn.id()) else {
-            return Err(arg);
-        };
-        let result = f(&mut slot.core, slot.now, arg);
+    // `try_with`: a send from a thread-local destructor finds no slot and is queued.
+    let mut arg = Some(arg);
+    let done = SLOT.try_with(|slot| {
+        let mut slot = slot.try_borrow_mut().ok()?;
+        let slot = slot.as_mut().filter(|s| s.id == conn.id())?;
+        let result = f(&mut slot.core, slot.now, arg.take()?);
         conn.set_unwritten(slot.core.pending_output_len());
-        Ok(result)
-    })
+        Some(result)
+    });
+    match (done, arg) {
+        (Ok(Some(result)), _) => Ok(result),
+        (_, Some(arg)) => Err(arg),
+        (_, None) => unreachable!("the argument is taken only when the command runs"),
+    }
 }
 
 fn status(core: &Connection) -> Status {

@@ -83,7 +83,11 @@ fn call<T>(
     now: Instant,
     callback: impl FnOnce() -> T,
 ) -> T {
-    if inner.apply_commands_for(shared, core, now) {
+    let clear = inner.apply_commands_for(shared, core, now);
+    // What was applied is the core's now: the cap checks of the callback's sends must see
+    // it (the queued amount it came from was just lowered).
+    shared.set_unwritten(core.pending_output_len());
+    if clear {
         crate::direct::run(shared.id(), core, now, callback)
     } else {
         callback()

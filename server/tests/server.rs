@@ -78,6 +78,23 @@ impl ConnectionHandler for TestConn {
                 self.recorder
                     .push(format!("after terminate {:?} {refused:?}", ws.status()));
             }
+            // A large send to every other connection, then (from another) a send whose
+            // cap check must count it.
+            Data::Text(t) if t == "flood-others" => {
+                for other in ws.wss().connections() {
+                    if other.id() != ws.id() {
+                        let _ = other.send(vec![0u8; 1 << 20]);
+                    }
+                }
+            }
+            Data::Text(t) if t == "probe-cap" => {
+                let verdict = match ws.send("probe") {
+                    Ok(()) => "accepted",
+                    Err(SendError::BufferFull { .. }) => "full",
+                    Err(_) => "other",
+                };
+                self.recorder.push(format!("probe {verdict}"));
+            }
             // A send to every other connection, from this one's callback.
             Data::Text(t) if t == "poke-others" => {
                 for other in ws.wss().connections() {
@@ -434,6 +451,34 @@ fn sends_between_connections_keep_the_order_of_the_callbacks_that_made_them() {
     assert_eq!(got[echo_at].as_str(), "b's own", "{got:?} {log:?}");
     assert!(got[1 - echo_at].starts_with("poke from "), "{got:?}");
     drop((busy, a));
+}
+
+#[test]
+fn a_callbacks_send_counts_what_another_callback_queued_for_it() {
+    let f = start(ServerOptions {
+        limits: LoopConfig {
+            max_buffered: 64 << 10,
+            ..LoopConfig::default()
+        },
+        ..ServerOptions::default()
+    });
+    let mut busy = connect(&f.server, "/");
+    let mut a = connect(&f.server, "/");
+    let mut b = connect(&f.server, "/"); // never reads
+    wait_until("three open", || f.server.connections().len() == 3);
+    // As above: both callbacks run in the loop's next turn. When A's callback ran first,
+    // B's buffer holds a MiB over its 64 KiB cap by the time B's callback sends.
+    busy.send(Message::Text("sleep".into())).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    a.send(Message::Text("flood-others".into())).unwrap();
+    b.send(Message::Text("probe-cap".into())).unwrap();
+    let log = f.recorder.wait_for("probe");
+    let flooded_first = log.iter().position(|e| e.contains("flood-others"))
+        < log.iter().position(|e| e.contains("probe-cap"));
+    if flooded_first {
+        assert!(log.contains(&"probe full".to_owned()), "{log:?}");
+    }
+    drop((busy, a, b));
 }
 
 #[test]

@@ -54,6 +54,8 @@ pub enum MessageKind {
 pub enum Event {
     /// A whole data message. For [`MessageKind::Text`] the bytes are valid UTF-8.
     /// Hand the buffer back with [`Connection::recycle`] to avoid an allocation per message.
+    /// The buffer may be a reused one with more capacity than the message (at most four
+    /// times its length, or 64 KiB): call `shrink_to_fit` before keeping many of them.
     Message {
         /// Text or binary.
         kind: MessageKind,
