@@ -108,11 +108,7 @@ fn with_core<A, R>(
 }
 
 fn status(core: &Connection) -> Status {
-    match core.state() {
-        ConnectionState::Open => Status::Connected,
-        ConnectionState::Closing => Status::Closing,
-        ConnectionState::Closed => Status::Closed,
-    }
+    core.state().into()
 }
 
 /// The core's refusal as the handle reports it (the handle checked the rest).

@@ -513,11 +513,7 @@ impl<H: Handler> Running<H> {
             return;
         }
         if let Phase::Open { core, .. } = &conn.phase {
-            conn.shared.set_status(match core.state() {
-                ConnectionState::Open => Status::Connected,
-                ConnectionState::Closing => Status::Closing,
-                ConnectionState::Closed => Status::Closed,
-            });
+            conn.shared.set_status(core.state().into());
         }
         let unwritten = conn.unwritten();
         conn.shared.set_unwritten(unwritten);

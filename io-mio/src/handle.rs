@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mio::Waker;
 use ws6455_core::close::{check_close, Closer};
-use ws6455_core::{CloseCode, Connection};
+use ws6455_core::{CloseCode, Connection, ConnectionState};
 
 use crate::config::{Backpressure, LoopConfig};
 
@@ -27,6 +27,17 @@ pub enum Status {
     Closing,
     /// The connection is over.
     Closed,
+}
+
+impl From<ConnectionState> for Status {
+    /// The status of an open connection's core.
+    fn from(state: ConnectionState) -> Status {
+        match state {
+            ConnectionState::Open => Status::Connected,
+            ConnectionState::Closing => Status::Closing,
+            ConnectionState::Closed => Status::Closed,
+        }
+    }
 }
 
 impl Status {
