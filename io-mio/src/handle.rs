@@ -1,130 +1,21 @@
-//! Talking to a running loop from any thread: per-connection shared state and the command
-//! queue with its waker.
+//! Talking to a running loop from any thread: the handle, the commands it queues (with
+//! their waker), and the loop thread's own queue. The per-connection state both sides
+//! share is `shared.rs`'s.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mio::Waker;
 use ws6455_core::close::{check_close, Closer};
-use ws6455_core::{CloseCode, Connection, ConnectionState};
+use ws6455_core::{CloseCode, Connection};
 
 use crate::config::{Backpressure, LoopConfig};
 
-/// Connection identifiers, unique across all loops of the process.
-static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// The life stage of a connection, as the application API reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Status {
-    /// The opening handshake is in progress.
-    Connecting,
-    /// Messages flow both ways.
-    Connected,
-    /// The closing handshake has started.
-    Closing,
-    /// The connection is over.
-    Closed,
-}
-
-impl From<ConnectionState> for Status {
-    /// The status of an open connection's core.
-    fn from(state: ConnectionState) -> Status {
-        match state {
-            ConnectionState::Open => Status::Connected,
-            ConnectionState::Closing => Status::Closing,
-            ConnectionState::Closed => Status::Closed,
-        }
-    }
-}
-
-impl Status {
-    fn from_u8(value: u8) -> Status {
-        match value {
-            0 => Status::Connecting,
-            1 => Status::Connected,
-            2 => Status::Closing,
-            _ => Status::Closed,
-        }
-    }
-}
-
-/// State of one connection shared between its loop and the application's handles.
-#[derive(Debug)]
-pub struct ConnShared {
-    id: u64,
-    /// The connection's slab key in its loop; `usize::MAX` until a loop adopts it.
-    token: AtomicUsize,
-    /// Backpressure settings of this connection (its loop's, or its own for a client).
-    max_buffered: usize,
-    backpressure: Backpressure,
-    status: AtomicU8,
-    /// Payload bytes of sends queued but not yet taken by the loop.
-    queued: AtomicUsize,
-    /// Bytes the loop holds for the socket (encoded, not yet written).
-    unwritten: AtomicUsize,
-}
-
-impl ConnShared {
-    pub(crate) fn new(token: usize, config: &LoopConfig) -> Self {
-        ConnShared {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            token: AtomicUsize::new(token),
-            max_buffered: config.max_buffered,
-            backpressure: config.backpressure,
-            status: AtomicU8::new(0),
-            queued: AtomicUsize::new(0),
-            unwritten: AtomicUsize::new(0),
-        }
-    }
-
-    /// The connection's identifier, unique in the process.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub(crate) fn token(&self) -> usize {
-        self.token.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn set_token(&self, token: usize) {
-        self.token.store(token, Ordering::Release);
-    }
-
-    /// The current status.
-    pub fn status(&self) -> Status {
-        Status::from_u8(self.status.load(Ordering::Acquire))
-    }
-
-    pub(crate) fn set_status(&self, status: Status) {
-        self.status.store(status as u8, Ordering::Release);
-    }
-
-    /// Outgoing bytes accepted by `send` and not yet written to the socket.
-    pub fn buffered_amount(&self) -> usize {
-        self.queued.load(Ordering::Acquire) + self.unwritten.load(Ordering::Acquire)
-    }
-
-    /// The cap on this connection's buffered outgoing bytes.
-    pub(crate) fn max_buffered(&self) -> usize {
-        self.max_buffered
-    }
-
-    /// What a send over the cap does.
-    pub(crate) fn backpressure(&self) -> Backpressure {
-        self.backpressure
-    }
-
-    pub(crate) fn set_unwritten(&self, bytes: usize) {
-        self.unwritten.store(bytes, Ordering::Release);
-    }
-
-    pub(crate) fn dequeued(&self, bytes: usize) {
-        self.queued.fetch_sub(bytes, Ordering::AcqRel);
-    }
-}
+pub(crate) use crate::shared::over_cap;
+pub use crate::shared::{ConnShared, Status};
 
 /// The loop has stopped: [`LoopHandle::adopt`] cannot hand it a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,12 +28,6 @@ impl fmt::Display for LoopStopped {
 }
 
 impl std::error::Error for LoopStopped {}
-
-/// True when `buffered` outgoing bytes have reached the cap: sends are refused and the
-/// loop stops reading from the connection. The one rule both sides apply.
-pub(crate) fn over_cap(buffered: usize, cap: usize) -> bool {
-    buffered > 0 && buffered >= cap
-}
 
 /// Why a send or close through a [`LoopHandle`] was refused. Nothing was queued.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -528,9 +413,9 @@ impl LoopHandle {
     fn reserve(&self, conn: &Arc<ConnShared>, bytes: usize) -> Result<(), SendError> {
         Self::check_open(conn)?;
         let buffered = conn.buffered_amount();
-        let cap = conn.max_buffered;
+        let cap = conn.max_buffered();
         if over_cap(buffered, cap) {
-            if conn.backpressure == Backpressure::Close {
+            if conn.backpressure() == Backpressure::Close {
                 self.push(Command::Close {
                     conn: conn.clone(),
                     code: CloseCode::POLICY_VIOLATION,
@@ -540,7 +425,7 @@ impl LoopHandle {
             }
             return Err(SendError::BufferFull { buffered, cap });
         }
-        conn.queued.fetch_add(bytes, Ordering::AcqRel);
+        conn.enqueued(bytes);
         Ok(())
     }
 

@@ -25,8 +25,8 @@ pub enum Decision<C> {
     Respond(Vec<u8>),
 }
 
-/// Why a connection failed. Reported once, through [`Handler::on_error`], before
-/// [`Handler::on_close`].
+/// Why a connection failed. Reported once, through [`ConnHandler::on_error`], before
+/// [`ConnHandler::on_close`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConnError {

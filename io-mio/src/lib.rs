@@ -37,6 +37,7 @@ mod handle;
 mod handler;
 mod linger;
 mod pool;
+mod shared;
 mod transport;
 
 use std::io;
