@@ -56,7 +56,9 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
-pub use connection::{CloseStatus, Connection, ConnectionState, Event, Expired, MessageKind};
+pub use connection::{
+    CloseStatus, Connection, ConnectionState, Event, Expired, MessageKind, LARGE_BUFFER,
+};
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{ProtocolError, SendError};
 #[cfg(feature = "os-random")]

@@ -518,9 +518,10 @@ impl<H: Handler> Running<H> {
         let unwritten = conn.unwritten();
         conn.shared.set_unwritten(unwritten);
         if unwritten == 0 && !conn.in_ready {
-            // Going back to waiting: an idle connection keeps no buffers, sooner than the
-            // core's own quiet-second release; the small ones go back to the loop's pool,
-            // which lends them to the next connection that reads. (Keeping them in each
+            // Going back to waiting: an idle connection keeps no small buffers, sooner
+            // than the core's own quiet-second release (a large one waits for it); they
+            // go back to the loop's pool, which lends them to the next connection that
+            // reads. (Keeping them in each
             // connection for the quiet second was measured, idle_memory 5000: the C
             // allocator cannot return memory freed in the middle of its heap, so a burst
             // across every connection left 2.3 KiB per idle connection after 64 B echoes

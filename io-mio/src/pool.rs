@@ -25,9 +25,10 @@ impl BufferPool {
         core.lend_buffers(|| self.buffers.pop());
     }
 
-    /// Takes back what an idle `core` holds (and frees what it need not keep).
+    /// Takes back what an idle `core` holds (and frees what it need not keep; a large
+    /// buffer stays in the core for its quiet deadline).
     pub(crate) fn take_back(&mut self, core: &mut Connection) {
-        core.release_memory_into(|buffer| {
+        core.release_idle_memory_into(|buffer| {
             if buffer.capacity() <= MAX_CAPACITY && self.buffers.len() < MAX_BUFFERS {
                 self.buffers.push(buffer);
             }

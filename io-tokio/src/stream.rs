@@ -426,9 +426,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 Poll::Pending => {
                     if self.conn.pending_output_len() == 0 {
                         // Going back to waiting with everything written: an idle
-                        // connection keeps no buffers (the mio loop's rule; the core alone
-                        // would keep them for its quiet second).
-                        self.conn.release_memory();
+                        // connection keeps no small buffers (the mio loop's rule; the core
+                        // alone would keep them for its quiet second), and a large one
+                        // until the core's quiet deadline.
+                        self.conn.release_idle_memory_into(drop);
                     }
                     return Poll::Pending;
                 }

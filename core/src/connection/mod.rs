@@ -27,6 +27,11 @@ use crate::Role;
 pub use send::check_control;
 pub use timers::{Expired, RELEASE_AFTER};
 
+/// Buffers at least this large outlive a driver's idle release
+/// ([`Connection::release_idle_memory_into`]) until the quiet deadline: the allocator
+/// maps buffers of this size apart from its heap (glibc's threshold starts at 128 KiB).
+pub const LARGE_BUFFER: usize = 128 << 10;
+
 /// The state of a connection, as an application sees it (RFC 6455 sections 4 and 7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConnectionState {
@@ -334,16 +339,41 @@ impl Connection {
     /// [`release_memory`](Self::release_memory), with the byte buffers it would free
     /// handed to `keep` instead, emptied: a driver's pool, which lends them to the next
     /// connection that needs one ([`lend_buffers`](Self::lend_buffers)).
-    pub fn release_memory_into(&mut self, mut keep: impl FnMut(Vec<u8>)) {
-        let spare = std::mem::take(&mut self.spare);
-        if spare.capacity() > 0 {
-            keep(spare);
+    pub fn release_memory_into(&mut self, keep: impl FnMut(Vec<u8>)) {
+        self.release_buffers(usize::MAX, keep);
+    }
+
+    /// What a driver calls each time the connection goes idle (waiting for input, the
+    /// output drained): [`release_memory_into`](Self::release_memory_into), except that
+    /// a buffer of [`LARGE_BUFFER`] bytes or more is kept for the quiet deadline, which
+    /// frees it unless a message comes first. Getting a large buffer again costs a page
+    /// fault for every 4 KiB of it (the allocator maps it fresh), more than copying the
+    /// message. Holding it a while longer pins no heap memory (a buffer that large is
+    /// mapped apart from the heap and unmapped whole), while small buffers are cheap to
+    /// get again and, kept across many idle connections, leave holes in the heap: they
+    /// are best freed at once.
+    pub fn release_idle_memory_into(&mut self, keep: impl FnMut(Vec<u8>)) {
+        self.release_buffers(LARGE_BUFFER, keep);
+    }
+
+    /// Releases the spare and the drained output buffer below `limit` bytes (into
+    /// `keep`) and compression state no context needs.
+    fn release_buffers(&mut self, limit: usize, mut keep: impl FnMut(Vec<u8>)) {
+        if self.spare.capacity() < limit {
+            let spare = std::mem::take(&mut self.spare);
+            if spare.capacity() > 0 {
+                keep(spare);
+            }
         }
         if let (Some(codec), None) = (&mut self.deflate, self.message) {
             codec.release();
         }
         if let Some(buffer) = self.output.release() {
-            keep(buffer);
+            if buffer.capacity() < limit {
+                keep(buffer);
+            } else {
+                self.output.provide(buffer);
+            }
         }
     }
 

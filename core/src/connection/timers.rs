@@ -264,6 +264,57 @@ mod tests {
         assert_eq!(server.poll_timeout(), Some(t0 + half + RELEASE_AFTER));
     }
 
+    /// An unmasked client frame: binary, `len` zero bytes, key 0.
+    fn binary_frame(len: usize) -> Vec<u8> {
+        let mut frame = vec![0x82, 0xFF];
+        frame.extend_from_slice(&(len as u64).to_be_bytes());
+        frame.extend_from_slice(&[0; 4]);
+        frame.resize(frame.len() + len, 0);
+        frame
+    }
+
+    #[test]
+    fn the_idle_release_keeps_a_large_buffer_until_the_quiet_deadline() {
+        let t0 = Instant::now();
+        let config = Config {
+            ping_interval: None,
+            ..Config::default()
+        };
+        let mut server = Connection::server(config);
+        let large = binary_frame(crate::LARGE_BUFFER);
+        let echo = |server: &mut Connection, now: Instant, frame: &[u8]| {
+            let Some(Event::Message { data, .. }) = feed(server, now, frame).pop() else {
+                panic!("no message");
+            };
+            let at = data.as_ptr();
+            server.send_binary_owned(data).unwrap();
+            drain(server);
+            at
+        };
+        let first = echo(&mut server, t0, &large);
+        let mut freed = Vec::new();
+        server.release_idle_memory_into(|buffer| freed.push(buffer.capacity()));
+        assert!(
+            freed.iter().all(|&capacity| capacity < crate::LARGE_BUFFER),
+            "only small buffers are released at once: {freed:?}"
+        );
+        assert!(server.holds_releasable_memory());
+        assert_eq!(server.poll_timeout(), Some(t0 + RELEASE_AFTER));
+        let second = echo(&mut server, t0 + secs(0), &large);
+        assert_eq!(first, second, "the next large message reuses the buffer");
+        server.release_idle_memory_into(drop);
+        assert_eq!(server.handle_timeout(t0 + RELEASE_AFTER), None);
+        assert!(
+            !server.holds_releasable_memory(),
+            "freed after the quiet second"
+        );
+        // A small message's buffers go at once.
+        echo(&mut server, t0 + RELEASE_AFTER, &binary_frame(100));
+        server.release_idle_memory_into(drop);
+        assert!(!server.holds_releasable_memory());
+        assert_eq!(server.poll_timeout(), None);
+    }
+
     #[test]
     fn idle_connections_are_closed_with_1001() {
         let t0 = Instant::now();
