@@ -50,6 +50,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 mod output;
+pub mod pool;
 pub mod random;
 pub mod url;
 pub mod utf8;
@@ -61,6 +62,7 @@ pub use connection::{
 };
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{ProtocolError, SendError};
+pub use pool::BufferPool;
 #[cfg(feature = "os-random")]
 pub use random::OsRandom;
 pub use random::{FixedRandom, RandomSource};

@@ -15,7 +15,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use ws6455_core::accept::Acceptor;
-use ws6455_core::{ConnectionState, Expired};
+use ws6455_core::{BufferPool, ConnectionState, Expired};
 
 use crate::config::LoopConfig;
 use crate::conn::{Conn, Handshaking, Phase};
@@ -23,7 +23,6 @@ use crate::dispatch::{fail_open, feed, guarded};
 use crate::handle::{over_cap, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP, LOCAL};
 use crate::handler::{AcceptProblem, ConnError, ConnHandler, Handler};
 use crate::linger::{self, Lingering};
-use crate::pool::BufferPool;
 use crate::transport::Transport;
 
 const LISTENER: Token = Token(usize::MAX - 1);

@@ -14,7 +14,8 @@
 //! Memory: all connections of a loop share one 256 KiB read buffer; a connection keeps
 //! only bytes of a frame still incomplete, and its small message and output buffers go
 //! back to the loop's pool (at most 32 of at most 4 KiB) when it goes idle, to be lent to
-//! the next connection that reads.
+//! the next connection that reads; a large message's buffer (128 KiB or more) stays with
+//! its connection for the core's quiet second, so that the next large message reuses it.
 //!
 //! Backpressure: while a connection's buffered outgoing bytes exceed
 //! [`LoopConfig::max_buffered`], the loop stops reading from it, so TCP flow control
@@ -36,7 +37,6 @@ mod fanout;
 mod handle;
 mod handler;
 mod linger;
-mod pool;
 mod shared;
 mod transport;
 

@@ -17,7 +17,9 @@ use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use ws6455_core::close::CloseFrame;
-use ws6455_core::{CloseCode, Connection, ConnectionState, Event, Expired, MessageKind};
+use ws6455_core::{
+    BufferPool, CloseCode, Connection, ConnectionState, Event, Expired, MessageKind,
+};
 
 use crate::sender::{Queue, Sender, QUEUE_CAPACITY};
 
@@ -29,6 +31,20 @@ thread_local! {
     /// one poll): a stream keeps only what it read and has not decoded yet, so an idle
     /// connection holds no buffer.
     static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BUFFER].into_boxed_slice());
+    /// Small buffers lent to the streams polled on this thread while they decode and
+    /// write, taken back when they go idle: steady traffic allocates nothing per message
+    /// though an idle stream holds no buffer of its own.
+    static POOL: RefCell<BufferPool> = RefCell::default();
+}
+
+/// Runs `f` on this thread's pool; skipped when the pool is already in use (a transport
+/// that itself polls a stream on this thread) or gone (a thread-local destructor).
+fn with_pool(f: impl FnOnce(&mut BufferPool)) {
+    let _ = POOL.try_with(|pool| {
+        if let Ok(mut pool) = pool.try_borrow_mut() {
+            f(&mut pool);
+        }
+    });
 }
 /// Most output chunks handed to one vectored write.
 const WRITE_SLICES: usize = 16;
@@ -348,6 +364,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             return Poll::Ready(Ok(Ok(None)));
         }
         let mut input = &buf[..n];
+        with_pool(|pool| pool.lend(&mut self.conn));
         let received = self.conn.receive(now(), &mut input);
         if !input.is_empty() {
             self.unread = input.to_vec();
@@ -368,6 +385,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
             let has_input = self.unread_at < self.unread.len() || self.conn.has_early_input();
             if has_input && !self.output_at_cap() {
                 let mut input = &self.unread[self.unread_at..];
+                with_pool(|pool| pool.lend(&mut self.conn));
                 let received = self.conn.receive(now(), &mut input);
                 self.unread_at = self.unread.len() - input.len();
                 if input.is_empty() {
@@ -429,7 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                         // connection keeps no small buffers (the mio loop's rule; the core
                         // alone would keep them for its quiet second), and a large one
                         // until the core's quiet deadline.
-                        self.conn.release_idle_memory_into(drop);
+                        with_pool(|pool| pool.take_back(&mut self.conn));
                     }
                     return Poll::Pending;
                 }

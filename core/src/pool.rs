@@ -1,11 +1,12 @@
-//! A loop's few spare byte buffers, lent to its connections: a connection borrows what it
-//! lacks before its input is decoded (the next message's buffer, the output's encoding
-//! buffer) and gives them back when it goes idle, so that steady traffic allocates
-//! nothing per message even though an idle connection holds no buffer of its own. The
-//! pool is bounded in count and in buffer size, so what it holds after a burst is small
-//! and does not grow with the number of connections.
+//! [`BufferPool`]: a driver's few spare byte buffers, lent to its connections. A
+//! connection borrows what it lacks before its input is decoded (the next message's
+//! buffer, the output's encoding buffer) and gives them back when it goes idle, so that
+//! steady traffic allocates nothing per message even though an idle connection holds no
+//! buffer of its own. The pool is bounded in count and in buffer size, so what it holds
+//! after a burst is small and does not grow with the number of connections. One pool
+//! serves the connections of one thread (an event loop, a runtime's worker).
 
-use ws6455_core::Connection;
+use crate::Connection;
 
 /// Buffers kept at most: a turn lends and takes back one connection at a time, so a few
 /// suffice; a bound keeps a burst from parking memory here.
@@ -14,20 +15,24 @@ const MAX_BUFFERS: usize = 32;
 /// Largest capacity kept: larger buffers (a big message's) go back to the allocator.
 const MAX_CAPACITY: usize = 4096;
 
+/// Spare buffers for the connections of one thread: [`lend`](Self::lend) before feeding a
+/// connection its input, [`take_back`](Self::take_back) when it goes idle (waiting for
+/// input, its output written). Holds at most 32 buffers of at most 4 KiB.
 #[derive(Debug, Default)]
-pub(crate) struct BufferPool {
+pub struct BufferPool {
     buffers: Vec<Vec<u8>>,
 }
 
 impl BufferPool {
-    /// Lends `core` what it lacks.
-    pub(crate) fn lend(&mut self, core: &mut Connection) {
+    /// Lends `core` what it lacks (see [`Connection::lend_buffers`]).
+    pub fn lend(&mut self, core: &mut Connection) {
         core.lend_buffers(|| self.buffers.pop());
     }
 
-    /// Takes back what an idle `core` holds (and frees what it need not keep; a large
-    /// buffer stays in the core for its quiet deadline).
-    pub(crate) fn take_back(&mut self, core: &mut Connection) {
+    /// Takes back what an idle `core` holds and frees what the pool does not keep; a
+    /// large buffer stays in the core for its quiet deadline (see
+    /// [`Connection::release_idle_memory_into`]).
+    pub fn take_back(&mut self, core: &mut Connection) {
         core.release_idle_memory_into(|buffer| {
             if buffer.capacity() <= MAX_CAPACITY && self.buffers.len() < MAX_BUFFERS {
                 self.buffers.push(buffer);
@@ -39,7 +44,7 @@ impl BufferPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ws6455_core::Config;
+    use crate::Config;
 
     fn idle_with_output_buffer(capacity: usize) -> Connection {
         let mut core = Connection::server(Config::default());
