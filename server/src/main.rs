@@ -155,6 +155,19 @@ fn parse_args() -> Result<Option<Args>, String> {
 
 struct App {
     mode: Mode,
+    /// Every connection's handler: both kinds are stateless, so one is shared (an `Arc`
+    /// per connection would be 32 bytes of every idle connection).
+    handler: Arc<dyn ConnectionHandler>,
+}
+
+impl App {
+    fn new(mode: Mode) -> Self {
+        let handler: Arc<dyn ConnectionHandler> = match mode {
+            Mode::Chat => Arc::new(ChatMember),
+            Mode::Echo => Arc::new(Echo),
+        };
+        App { mode, handler }
+    }
 }
 
 const CHAT_PAGE: &str = include_str!("../assets/chat.html");
@@ -167,10 +180,7 @@ impl ServerHandler for App {
     ) -> Option<Arc<dyn ConnectionHandler>> {
         let request = &event.request;
         log::debug!("{} asks for {}", request.remote_address(), request.url());
-        Some(match self.mode {
-            Mode::Chat => Arc::new(ChatMember),
-            Mode::Echo => Arc::new(Echo),
-        })
+        Some(self.handler.clone())
     }
 
     fn on_open(&self, server: &WebSocketServer) {
@@ -284,7 +294,7 @@ fn main() -> ExitCode {
     };
     ws6455_api::install_stderr_logger(args.level);
     let listen = args.options.listen;
-    let server = match WebSocketServer::new(App { mode: args.mode }, args.options) {
+    let server = match WebSocketServer::new(App::new(args.mode), args.options) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("ws6455-server: cannot listen on {listen}: {e}");

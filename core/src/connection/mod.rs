@@ -96,12 +96,20 @@ enum State {
     LocalClosing {
         since: Instant,
     },
-    /// Finished; the status is final. The transport should close by `deadline` (the
-    /// close timeout from the start of the closing handshake), when one is known.
-    Closed {
-        status: CloseStatus,
-        deadline: Option<Instant>,
-    },
+    /// Finished (boxed: an open connection does not carry a closed one's record).
+    Closed(Box<Closed>),
+}
+
+/// What a closed connection keeps.
+#[derive(Clone, Debug)]
+struct Closed {
+    /// Final.
+    status: CloseStatus,
+    /// The transport should close by then (the close timeout from the start of the
+    /// closing handshake), when one is known.
+    deadline: Option<Instant>,
+    /// The first fatal error; every later input is refused with it (sticky failure).
+    failure: Option<ProtocolError>,
 }
 
 /// The frame currently being received.
@@ -155,8 +163,6 @@ pub struct Connection {
     role: Role,
     config: Arc<Config>,
     state: State,
-    /// The first fatal error; every later input is refused with it (sticky failure).
-    failure: Option<ProtocolError>,
     decoder: FrameDecoder,
     frame: Option<CurrentFrame>,
     /// The data message being assembled (set from its first frame to its last).
@@ -171,8 +177,6 @@ pub struct Connection {
     /// A buffer handed back by the application, reused for the next message.
     spare: Vec<u8>,
     control: Vec<u8>,
-    /// The event being decoded: `receive` returns it as soon as it is complete.
-    event: Option<Event>,
     /// Bytes that arrived with the opening handshake, decoded before the next input.
     early_input: Vec<u8>,
     /// When the peer last sent anything; `None` until the first call that passes time.
@@ -194,7 +198,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("role", &self.role)
             .field("state", &self.state)
-            .field("failure", &self.failure)
+            .field("failure", &self.failure())
             .field("pending_output", &self.output.len())
             .finish_non_exhaustive()
     }
@@ -228,7 +232,6 @@ impl Connection {
             decoder: FrameDecoder::new(role, config.max_frame_size),
             config,
             state: State::Open,
-            failure: None,
             frame: None,
             message: None,
             compressed: false,
@@ -238,7 +241,6 @@ impl Connection {
             utf8: Utf8Validator::new(),
             spare: Vec::new(),
             control: Vec::new(),
-            event: None,
             early_input: Vec::new(),
             last_input: None,
             ping_sent: None,
@@ -294,21 +296,24 @@ impl Connection {
         match self.state {
             State::Open => ConnectionState::Open,
             State::LocalClosing { .. } => ConnectionState::Closing,
-            State::Closed { .. } => ConnectionState::Closed,
+            State::Closed(_) => ConnectionState::Closed,
         }
     }
 
     /// How the connection ended, once it is [`ConnectionState::Closed`].
     pub fn close_status(&self) -> Option<&CloseStatus> {
         match &self.state {
-            State::Closed { status, .. } => Some(status),
+            State::Closed(closed) => Some(&closed.status),
             _ => None,
         }
     }
 
     /// The fatal protocol error that failed the connection, if any.
     pub fn failure(&self) -> Option<&ProtocolError> {
-        self.failure.as_ref()
+        match &self.state {
+            State::Closed(closed) => closed.failure.as_ref(),
+            _ => None,
+        }
     }
 
     /// True while bytes received with the opening handshake wait to be decoded: call
@@ -448,7 +453,7 @@ impl Connection {
 
     /// True while the peer's bytes can still matter (the connection is not closed).
     pub fn wants_read(&self) -> bool {
-        !matches!(self.state, State::Closed { .. })
+        !matches!(self.state, State::Closed(_))
     }
 
     /// True when the driver should close the transport now: a deadline passed (close
@@ -458,8 +463,8 @@ impl Connection {
     pub fn should_close_transport(&self) -> bool {
         match &self.state {
             _ if self.close_now => true,
-            State::Closed { status, .. } => {
-                !self.wants_write() && (self.role == Role::Server || !status.clean)
+            State::Closed(closed) => {
+                !self.wants_write() && (self.role == Role::Server || !closed.status.clean)
             }
             _ => false,
         }
@@ -477,15 +482,16 @@ impl Connection {
     /// driver's transport errors. `why` is reported locally, never sent. The transport
     /// should close at once ([`should_close_transport`](Self::should_close_transport)).
     pub fn abort(&mut self, why: &str) {
-        if !matches!(self.state, State::Closed { .. }) {
-            self.state = State::Closed {
+        if !matches!(self.state, State::Closed(_)) {
+            self.state = State::Closed(Box::new(Closed {
                 status: CloseStatus {
                     code: CloseCode::ABNORMAL,
                     reason: why.to_owned(),
                     clean: false,
                 },
                 deadline: None,
-            };
+                failure: None,
+            }));
         }
         self.close_now = true;
     }
@@ -512,16 +518,18 @@ impl Connection {
         Some(heard + silence)
     }
 
-    /// Enters `Closed` with `status`; the close timer keeps counting from the start of
-    /// the closing handshake, or starts at `now`.
-    fn finish(&mut self, status: CloseStatus, now: Instant) {
+    /// Enters `Closed` with `status` (and the error that failed the connection, if one
+    /// did); the close timer keeps counting from the start of the closing handshake, or
+    /// starts at `now`.
+    fn finish(&mut self, status: CloseStatus, failure: Option<ProtocolError>, now: Instant) {
         let since = match self.state {
             State::LocalClosing { since } => since,
             _ => now,
         };
-        self.state = State::Closed {
+        self.state = State::Closed(Box::new(Closed {
             status,
             deadline: self.close_deadline(since),
-        };
+            failure,
+        }));
     }
 }

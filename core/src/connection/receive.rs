@@ -61,7 +61,7 @@ impl Connection {
         now: Instant,
         input: &mut &[u8],
     ) -> Result<Option<Event>, ProtocolError> {
-        if self.failure.is_some() || !self.early_input.is_empty() {
+        if matches!(self.state, State::Closed(_)) || !self.early_input.is_empty() {
             return self.receive_after(now, input);
         }
         self.receive_input(now, input)
@@ -76,7 +76,7 @@ impl Connection {
         now: Instant,
         input: &mut &[u8],
     ) -> Result<Option<Event>, ProtocolError> {
-        if let Some(error) = &self.failure {
+        if let Some(error) = self.failure() {
             *input = &[];
             return Err(error.clone());
         }
@@ -109,10 +109,10 @@ impl Connection {
         self.last_input = Some(now);
         self.ping_sent = None;
         match self.receive_whole_message(input) {
-            Ok(0) => self.receive_frames(now, input),
-            Ok(used) => {
+            Ok(None) => self.receive_frames(now, input),
+            Ok(Some((used, event))) => {
                 *input = &input[used..];
-                Ok(self.event.take())
+                Ok(Some(event))
             }
             Err(error) => {
                 *input = &[];
@@ -129,12 +129,13 @@ impl Connection {
         now: Instant,
         input: &mut &[u8],
     ) -> Result<Option<Event>, ProtocolError> {
-        if matches!(self.state, State::Closed { .. }) {
+        if matches!(self.state, State::Closed(_)) {
             *input = &[];
             return Ok(None);
         }
         let mut consumed = 0;
-        while !matches!(self.state, State::Closed { .. }) && self.event.is_none() {
+        let mut event = None;
+        while !matches!(self.state, State::Closed(_)) && event.is_none() {
             let step = self.decoder.decode(&input[consumed..]);
             let (used, part) = match step {
                 Ok(step) => step,
@@ -147,22 +148,25 @@ impl Connection {
             let result = match part {
                 // The decoder holds what it could not use: all of the input is taken.
                 None => break,
-                Some(FramePart::Header(header)) => self.on_header(header),
+                Some(FramePart::Header(header)) => self.on_header(header).map(|()| None),
                 Some(FramePart::Payload { data, offset, last }) => {
                     self.on_payload(data, offset, last, now)
                 }
             };
-            if let Err(error) = result {
-                *input = &[];
-                return Err(self.fail(error, now));
+            match result {
+                Ok(decoded) => event = decoded,
+                Err(error) => {
+                    *input = &[];
+                    return Err(self.fail(error, now));
+                }
             }
         }
-        *input = if matches!(self.state, State::Closed { .. }) {
+        *input = if matches!(self.state, State::Closed(_)) {
             &[]
         } else {
             &input[consumed..]
         };
-        Ok(self.event.take())
+        Ok(event)
     }
 
     /// Fails the connection (RFC 6455 section 7.1.7): sends our Close with the error's code
@@ -177,29 +181,31 @@ impl Connection {
             reason: error.to_string(),
             clean: false,
         };
-        self.finish(status, now);
-        self.failure = Some(error.clone());
+        self.finish(status, Some(error.clone()), now);
         error
     }
     /// The common case in one step: `input` starts with a whole unfragmented,
     /// uncompressed text or binary frame, taken as a message at once. Returns the bytes
-    /// used, 0 when the general path must decide (anything else, or not all there yet).
-    /// Exactly the general path's rules apply; it only skips its per-part bookkeeping.
-    fn receive_whole_message(&mut self, input: &[u8]) -> Result<usize, ProtocolError> {
+    /// used and the message, `None` when the general path must decide (anything else, or
+    /// not all there yet). Exactly the general path's rules apply; it only skips its
+    /// per-part bookkeeping.
+    fn receive_whole_message(
+        &mut self,
+        input: &[u8],
+    ) -> Result<Option<(usize, Event)>, ProtocolError> {
         if !matches!(self.state, State::Open)
-            || self.event.is_some()
             || self.message.is_some()
             || !self.decoder.at_frame_start()
         {
-            return Ok(0);
+            return Ok(None);
         }
         let Some((header, header_len)) = FrameHeader::parse(input)? else {
-            return Ok(0);
+            return Ok(None);
         };
         let kind = match header.opcode {
             OpCode::Text => MessageKind::Text,
             OpCode::Binary => MessageKind::Binary,
-            _ => return Ok(0),
+            _ => return Ok(None),
         };
         let end = header_len as u64 + header.payload_len;
         // Large payloads take the general path, which validates UTF-8 slice by slice
@@ -209,7 +215,7 @@ impl Connection {
             || end > input.len() as u64
             || header.payload_len > UNMASK_SLICE as u64
         {
-            return Ok(0);
+            return Ok(None);
         }
         self.decoder.check(&header)?;
         if header.payload_len > self.config.max_message_size {
@@ -235,8 +241,7 @@ impl Connection {
                 data.extend_from_slice(payload);
             }
         }
-        self.emit(Event::Message { kind, data });
-        Ok(end as usize)
+        Ok(Some((end as usize, Event::Message { kind, data })))
     }
 
     /// The kept buffer for a message whose first frame announces `len` bytes, unless it
@@ -306,15 +311,16 @@ impl Connection {
         Ok(())
     }
 
+    /// A piece of the current frame's payload; the event it completes, if any.
     fn on_payload(
         &mut self,
         data: &[u8],
         offset: u64,
         last: bool,
         now: Instant,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<Option<Event>, ProtocolError> {
         let Some(frame) = self.frame else {
-            return Ok(());
+            return Ok(None);
         };
         let header = frame.header;
         if header.opcode.is_control() {
@@ -325,9 +331,9 @@ impl Connection {
             }
             if last {
                 self.frame = None;
-                self.on_control(header.opcode, now)?;
+                return self.on_control(header.opcode, now);
             }
-            return Ok(());
+            return Ok(None);
         }
         if frame.keep && self.compressed {
             self.inflate_payload(data, header.mask, offset)?;
@@ -350,10 +356,10 @@ impl Connection {
         if last {
             self.frame = None;
             if header.fin {
-                self.finish_message(frame.keep)?;
+                return self.finish_message(frame.keep);
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Unmasks a compressed payload piece into a stack buffer and inflates it onto the
@@ -388,7 +394,7 @@ impl Connection {
         Ok(())
     }
 
-    fn finish_message(&mut self, keep: bool) -> Result<(), ProtocolError> {
+    fn finish_message(&mut self, keep: bool) -> Result<Option<Event>, ProtocolError> {
         let kind = self.message.take();
         self.message_len = 0;
         if std::mem::take(&mut self.compressed) && keep {
@@ -412,26 +418,19 @@ impl Connection {
                     return Err(ProtocolError::InvalidUtf8);
                 }
                 let data = std::mem::take(&mut self.message_data);
-                self.emit(Event::Message { kind, data });
+                Ok(Some(Event::Message { kind, data }))
             }
             // A message that was cut short by our Close: drop what was kept of it.
-            _ => self.message_data.clear(),
-        }
-        Ok(())
-    }
-
-    #[inline]
-    fn emit(&mut self, event: Event) {
-        debug_assert!(self.event.is_none(), "receive stops at each event");
-        // Written only when empty: the compiler then drops no old value.
-        if self.event.is_none() {
-            self.event = Some(event);
+            _ => {
+                self.message_data.clear();
+                Ok(None)
+            }
         }
     }
 
-    fn on_control(&mut self, opcode: OpCode, now: Instant) -> Result<(), ProtocolError> {
+    fn on_control(&mut self, opcode: OpCode, now: Instant) -> Result<Option<Event>, ProtocolError> {
         let payload = std::mem::take(&mut self.control);
-        match opcode {
+        let event = match opcode {
             OpCode::Ping => {
                 if self.config.auto_pong && matches!(self.state, State::Open) {
                     let mask = self.next_mask();
@@ -443,9 +442,9 @@ impl Connection {
                         mask,
                     );
                 }
-                self.emit(Event::Ping(payload));
+                Event::Ping(payload)
             }
-            OpCode::Pong => self.emit(Event::Pong(payload)),
+            OpCode::Pong => Event::Pong(payload),
             OpCode::Close => {
                 let frame = parse_close_payload(&payload)?;
                 if matches!(self.state, State::Open) {
@@ -457,12 +456,12 @@ impl Connection {
                     reason: frame.reason.clone(),
                     clean: true,
                 };
-                self.finish(status, now);
-                self.emit(Event::Close(frame));
+                self.finish(status, None, now);
+                Event::Close(frame)
             }
-            OpCode::Continuation | OpCode::Text | OpCode::Binary => {}
-        }
-        Ok(())
+            OpCode::Continuation | OpCode::Text | OpCode::Binary => return Ok(None),
+        };
+        Ok(Some(event))
     }
 }
 /// The protocol error for a failed inflation.

@@ -70,7 +70,7 @@ impl Connection {
                 earliest(earliest(idle, ping), release)
             }
             State::LocalClosing { since } => self.close_deadline(*since),
-            State::Closed { deadline, .. } => *deadline,
+            State::Closed(closed) => closed.deadline,
         }
     }
 
@@ -118,10 +118,7 @@ impl Connection {
                 self.abort("the closing handshake timed out");
                 Some(Expired::Closing)
             }
-            State::Closed {
-                deadline: Some(deadline),
-                ..
-            } if now >= deadline => {
+            State::Closed(ref closed) if closed.deadline.is_some_and(|at| now >= at) => {
                 self.close_now = true;
                 Some(Expired::Closing)
             }
