@@ -13,6 +13,7 @@ use ws6455_core::accept::{Acceptor, Reply};
 use ws6455_core::Connection;
 
 use crate::handle::ConnShared;
+use crate::timers::Deadline;
 use crate::transport::Transport;
 
 /// Most output chunks handed to one vectored write.
@@ -42,7 +43,7 @@ pub(crate) struct Conn<C> {
     pub(crate) phase: Phase<C>,
     pub(crate) interest: Interest,
     /// The earliest wake-up this connection has in the loop's timer heap.
-    pub(crate) scheduled: Option<Instant>,
+    pub(crate) scheduled: Option<Deadline>,
     pub(crate) read_paused: bool,
     /// Bytes read but not yet decoded because the outgoing buffer reached its cap in the
     /// middle of them (at most one read's worth); decoded first when reading resumes.

@@ -5,8 +5,7 @@
 //! is asked for only while output is pending. The protocol, its handshakes and its
 //! timers are the core's: the loop moves bytes, reads the clock and schedules wake-ups.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use crate::dispatch::{fail_open, feed, guarded};
 use crate::handle::{over_cap, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP, LOCAL};
 use crate::handler::{AcceptProblem, ConnError, ConnHandler, Handler};
 use crate::linger::{self, Lingering};
+use crate::timers::{self, Timers};
 use crate::transport::Transport;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -133,7 +133,7 @@ impl EventLoop {
             config: self.config,
             acceptor_config,
             tls: self.tls,
-            timers: BinaryHeap::new(),
+            timers: Timers::new(Instant::now()),
             ready: VecDeque::new(),
             read_buf: vec![0; READ_BUFFER],
             tls_buf: Vec::new(),
@@ -158,7 +158,7 @@ pub(crate) struct Running<H: Handler> {
     /// The protocol configuration, shared by every accepted connection.
     pub(crate) acceptor_config: Arc<ws6455_core::Config>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
-    pub(crate) timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    pub(crate) timers: Timers,
     pub(crate) ready: VecDeque<usize>,
     pub(crate) read_buf: Vec<u8>,
     /// TLS records read from a socket before rustls decrypts them into `read_buf`;
@@ -293,7 +293,7 @@ impl<H: Handler> Running<H> {
         if !self.ready.is_empty() || queued() || self.accept == AcceptState::More {
             return Some(Duration::ZERO);
         }
-        let timer = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        let timer = self.timers.next();
         let retry = match self.accept {
             AcceptState::Paused(at) => Some(at),
             _ => None,
@@ -551,10 +551,11 @@ impl<H: Handler> Running<H> {
             }
             conn.interest = wanted;
         }
-        if let Some(deadline) = conn.poll_timeout() {
+        if let Some(at) = conn.poll_timeout() {
+            let deadline = self.timers.deadline(at);
             if conn.scheduled.is_none_or(|s| deadline < s) {
                 conn.scheduled = Some(deadline);
-                self.timers.push(Reverse((deadline, key, conn.shared.id())));
+                self.timers.push(deadline, key, conn.shared.id());
             }
         }
     }
@@ -619,15 +620,11 @@ impl<H: Handler> Running<H> {
         {
             self.destroy_all();
         }
-        while let Some(Reverse((at, key, id))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((at, key, tag)) = self.timers.pop_due(now) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if conn.shared.id() != id {
+            if timers::tag(conn.shared.id()) != tag {
                 continue;
             }
             if conn.scheduled == Some(at) {

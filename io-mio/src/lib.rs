@@ -38,6 +38,7 @@ mod handle;
 mod handler;
 mod linger;
 mod shared;
+mod timers;
 mod transport;
 
 use std::io;

@@ -2,7 +2,7 @@
 //! across threads: identifier, status, buffered amounts and the backpressure settings,
 //! and the cap rule both sides apply.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use ws6455_core::ConnectionState;
 
@@ -50,8 +50,10 @@ impl Status {
 #[derive(Debug)]
 pub struct ConnShared {
     id: u64,
-    /// The connection's slab key in its loop; `usize::MAX` until a loop adopts it.
-    token: AtomicUsize,
+    /// The connection's slab key in its loop; `u32::MAX` until a loop adopts it (32
+    /// bits: a loop's connections are bounded by its descriptors, and every connection
+    /// is 8 bytes smaller).
+    token: AtomicU32,
     /// Backpressure settings of this connection (its loop's, or its own for a client).
     max_buffered: usize,
     backpressure: Backpressure,
@@ -62,11 +64,16 @@ pub struct ConnShared {
     unwritten: AtomicUsize,
 }
 
+/// A slab key as stored (`usize::MAX`, not adopted yet, as `u32::MAX`).
+fn token_bits(token: usize) -> u32 {
+    u32::try_from(token).unwrap_or(u32::MAX)
+}
+
 impl ConnShared {
     pub(crate) fn new(token: usize, config: &LoopConfig) -> Self {
         ConnShared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            token: AtomicUsize::new(token),
+            token: AtomicU32::new(token_bits(token)),
             max_buffered: config.max_buffered,
             backpressure: config.backpressure,
             status: AtomicU8::new(0),
@@ -81,11 +88,14 @@ impl ConnShared {
     }
 
     pub(crate) fn token(&self) -> usize {
-        self.token.load(Ordering::Acquire)
+        match self.token.load(Ordering::Acquire) {
+            u32::MAX => usize::MAX,
+            token => token as usize,
+        }
     }
 
     pub(crate) fn set_token(&self, token: usize) {
-        self.token.store(token, Ordering::Release);
+        self.token.store(token_bits(token), Ordering::Release);
     }
 
     /// The current status.

@@ -111,9 +111,14 @@ impl ClientStream {
 /// A connection's stream. `Tls` holds the client or server side of a rustls session.
 pub(crate) struct Transport {
     socket: TcpStream,
-    tls: Option<Box<rustls::Connection>>,
-    /// TLS records read but not yet handed to rustls (only when the caller's buffer
-    /// filled up first); empty, and unallocated, otherwise.
+    /// Boxed: a plain connection carries one pointer for it.
+    tls: Option<Box<Tls>>,
+}
+
+struct Tls {
+    session: rustls::Connection,
+    /// Records read but not yet handed to rustls (only when the caller's buffer filled
+    /// up first); empty, and unallocated, otherwise.
     pending: Vec<u8>,
 }
 
@@ -124,11 +129,7 @@ fn would_block() -> io::Error {
 impl Transport {
     /// Plain TCP.
     pub(crate) fn plain(socket: TcpStream) -> Self {
-        Transport {
-            socket,
-            tls: None,
-            pending: Vec::new(),
-        }
+        Transport { socket, tls: None }
     }
 
     /// TLS over `socket`; the session may still be handshaking.
@@ -138,8 +139,10 @@ impl Transport {
         tls.set_buffer_limit(Some(TLS_WRITE_CHUNK));
         Transport {
             socket,
-            tls: Some(Box::new(tls)),
-            pending: Vec::new(),
+            tls: Some(Box::new(Tls {
+                session: tls,
+                pending: Vec::new(),
+            })),
         }
     }
 
@@ -170,7 +173,11 @@ impl Transport {
     /// connections) in large reads and hands the records to rustls from there: rustls'
     /// own socket reads are 4 KiB at a time, which costs a system call per 4 KiB.
     pub(crate) fn read(&mut self, buf: &mut [u8], scratch: &mut Vec<u8>) -> io::Result<usize> {
-        let Some(tls) = &mut self.tls else {
+        let Some(Tls {
+            session: tls,
+            pending,
+        }) = self.tls.as_deref_mut()
+        else {
             return self.socket.read(buf);
         };
         // Decrypted bytes rustls holds, then records kept from an earlier call.
@@ -178,9 +185,9 @@ impl Transport {
             Drained::Bytes(n) => n,
             Drained::End => return Ok(0),
         };
-        if filled == 0 && !self.pending.is_empty() {
-            let pending = std::mem::take(&mut self.pending);
-            filled = match feed(tls, &mut self.socket, &pending, buf, &mut self.pending)? {
+        if filled == 0 && !pending.is_empty() {
+            let records = std::mem::take(pending);
+            filled = match feed(tls, &mut self.socket, &records, buf, pending)? {
                 Drained::Bytes(n) => n,
                 Drained::End => return Ok(0),
             };
@@ -205,7 +212,7 @@ impl Transport {
                     Drained::End => Ok(0),
                 };
             }
-            match feed(tls, &mut self.socket, &scratch[..n], buf, &mut self.pending)? {
+            match feed(tls, &mut self.socket, &scratch[..n], buf, pending)? {
                 Drained::Bytes(0) => {}
                 Drained::Bytes(n) => return Ok(n),
                 Drained::End => return Ok(0),
@@ -219,7 +226,7 @@ impl Transport {
     /// into one run of records (so a frame header and its payload do not go out as
     /// records and segments of their own), at most 256 KiB per call.
     pub(crate) fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let Some(tls) = &mut self.tls else {
+        let Some(Tls { session: tls, .. }) = self.tls.as_deref_mut() else {
             return self.socket.write_vectored(bufs);
         };
         if !Self::write_records(tls, &mut self.socket)? {
@@ -249,7 +256,7 @@ impl Transport {
     /// Takes application bytes from the start of `buf`; returns how many (never 0 for a
     /// non-empty `buf`). `WouldBlock` when the socket takes nothing.
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let Some(tls) = &mut self.tls else {
+        let Some(Tls { session: tls, .. }) = self.tls.as_deref_mut() else {
             return self.socket.write(buf);
         };
         if !Self::write_records(tls, &mut self.socket)? {
@@ -268,23 +275,25 @@ impl Transport {
     /// Writes the TLS records rustls holds; `Ok(true)` once none is left, `Ok(false)` when
     /// the socket would block first. Plain TCP holds nothing.
     pub(crate) fn flush(&mut self) -> io::Result<bool> {
-        match &mut self.tls {
+        match self.tls.as_deref_mut() {
             None => Ok(true),
-            Some(tls) => Self::write_records(tls, &mut self.socket),
+            Some(tls) => Self::write_records(&mut tls.session, &mut self.socket),
         }
     }
 
     /// True while TLS records wait for the socket (handshake messages, alerts, data).
     pub(crate) fn has_buffered(&self) -> bool {
-        self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.session.wants_write())
     }
 
     /// Ends the TLS session cleanly before the socket is closed: queues close_notify and
     /// writes what the socket takes now, without waiting.
     pub(crate) fn close_notify(&mut self) {
-        if let Some(tls) = &mut self.tls {
-            tls.send_close_notify();
-            let _ = Self::write_records(tls, &mut self.socket);
+        if let Some(Tls { session, .. }) = self.tls.as_deref_mut() {
+            session.send_close_notify();
+            let _ = Self::write_records(session, &mut self.socket);
         }
     }
 

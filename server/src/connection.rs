@@ -41,9 +41,10 @@ pub(crate) struct ConnInner {
     pub(crate) handler: Arc<dyn ConnectionHandler>,
     pub(crate) server: Arc<ServerInner>,
     pub(crate) remote_address: SocketAddr,
-    pub(crate) subprotocol: Option<String>,
+    /// Boxed `str`: 8 bytes less than a `String` in every connection.
+    pub(crate) subprotocol: Option<Box<str>>,
     /// The loop the connection lives on (its place in the topic registry).
-    pub(crate) loop_index: usize,
+    pub(crate) loop_index: u32,
     /// Its `on_open` ran (it was in `connections`).
     pub(crate) opened: std::sync::atomic::AtomicBool,
 }
@@ -144,7 +145,7 @@ impl WebSocketConnection {
     fn subscriber(&self) -> Subscriber<'_> {
         Subscriber {
             shared: self.inner.conn.shared(),
-            loop_index: self.inner.loop_index,
+            loop_index: self.inner.loop_index as usize,
         }
     }
 
@@ -211,7 +212,7 @@ impl Endpoint for WebSocketConnection {
         let server = &self.inner.server;
         server
             .topics
-            .remove_connection(self.id(), self.inner.loop_index);
+            .remove_connection(self.id(), self.inner.loop_index as usize);
         let _ = ws6455_mio::guarded(|| self.inner.handler.on_terminate(self, event));
         if server.connection_ended(self.id()) {
             server.finish();

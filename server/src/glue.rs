@@ -100,8 +100,9 @@ impl Handler for Glue {
                 handler,
                 server: inner.clone(),
                 remote_address: remote,
-                subprotocol: subprotocol.clone(),
-                loop_index: self.index,
+                subprotocol: subprotocol.as_deref().map(Box::from),
+                // Loops are threads: a handful.
+                loop_index: self.index as u32,
                 opened: std::sync::atomic::AtomicBool::new(false),
             }),
         };

@@ -178,7 +178,7 @@ pub struct Connection {
     spare: Vec<u8>,
     control: Vec<u8>,
     /// Bytes that arrived with the opening handshake, decoded before the next input.
-    early_input: Vec<u8>,
+    early_input: Box<[u8]>,
     /// When the peer last sent anything; `None` until the first call that passes time.
     last_input: Option<Instant>,
     /// When our keepalive Ping went out, if no input has arrived since.
@@ -241,7 +241,7 @@ impl Connection {
             utf8: Utf8Validator::new(),
             spare: Vec::new(),
             control: Vec::new(),
-            early_input: Vec::new(),
+            early_input: Box::default(),
             last_input: None,
             ping_sent: None,
             close_now: false,
@@ -270,7 +270,7 @@ impl Connection {
     /// [`receive`](Self::receive), the timers started at `now`.
     pub(crate) fn after_handshake(&mut self, answer: Vec<u8>, early_input: Vec<u8>, now: Instant) {
         self.output.push_owned(answer);
-        self.early_input = early_input;
+        self.early_input = early_input.into_boxed_slice();
         self.last_input = Some(now);
     }
 

@@ -84,7 +84,7 @@ impl Connection {
         let mut rest = &early[..];
         let result = self.receive_input(now, &mut rest);
         if !rest.is_empty() {
-            self.early_input = rest.to_vec();
+            self.early_input = rest.into();
         }
         match result {
             Ok(None) => self.receive_input(now, input),
