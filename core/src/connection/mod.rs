@@ -21,9 +21,9 @@ use crate::deflate::{DeflateCodec, DeflateConfig, DeflateParams};
 use crate::error::ProtocolError;
 use crate::output::OutputQueue;
 use crate::random::RandomSource;
-use crate::utf8::Utf8Validator;
 use crate::Role;
 
+use receive::Assembly;
 pub use send::check_control;
 pub use timers::{Expired, RELEASE_AFTER};
 
@@ -164,19 +164,13 @@ pub struct Connection {
     config: Arc<Config>,
     state: State,
     decoder: FrameDecoder,
-    frame: Option<CurrentFrame>,
-    /// The data message being assembled (set from its first frame to its last).
-    message: Option<MessageKind>,
-    /// That message is compressed (RSV1 on its first frame).
-    compressed: bool,
+    /// The frame and message being received piece by piece; made when the first one
+    /// comes, freed with the idle buffers (whole small messages never need it).
+    assembly: Option<Box<Assembly>>,
     /// permessage-deflate, once negotiated.
     deflate: Option<Box<DeflateCodec>>,
-    message_len: u64,
-    message_data: Vec<u8>,
-    utf8: Utf8Validator,
     /// A buffer handed back by the application, reused for the next message.
     spare: Vec<u8>,
-    control: Vec<u8>,
     /// Bytes that arrived with the opening handshake, decoded before the next input.
     early_input: Box<[u8]>,
     /// When the peer last sent anything; `None` until the first call that passes time.
@@ -232,15 +226,9 @@ impl Connection {
             decoder: FrameDecoder::new(role, config.max_frame_size),
             config,
             state: State::Open,
-            frame: None,
-            message: None,
-            compressed: false,
+            assembly: None,
             deflate: None,
-            message_len: 0,
-            message_data: Vec::new(),
-            utf8: Utf8Validator::new(),
             spare: Vec::new(),
-            control: Vec::new(),
             early_input: Box::default(),
             last_input: None,
             ping_sent: None,
@@ -370,8 +358,17 @@ impl Connection {
                 keep(spare);
             }
         }
-        if let (Some(codec), None) = (&mut self.deflate, self.message) {
-            codec.release();
+        if !self.receiving() {
+            if let Some(codec) = &mut self.deflate {
+                codec.release();
+            }
+            if let Some(mut assembly) = self.assembly.take() {
+                // A message cut short by our Close may have left its buffer.
+                let data = std::mem::take(&mut assembly.message_data);
+                if data.capacity() > 0 && data.capacity() < limit {
+                    keep(data);
+                }
+            }
         }
         if let Some(buffer) = self.output.release() {
             if buffer.capacity() < limit {
@@ -407,10 +404,9 @@ impl Connection {
     fn holds_releasable_memory(&self) -> bool {
         self.spare.capacity() > 0
             || self.output.holds_memory()
-            || self
-                .deflate
-                .as_ref()
-                .is_some_and(|codec| self.message.is_none() && codec.holds_releasable())
+            || !self.receiving()
+                && (self.assembly.is_some()
+                    || self.deflate.as_ref().is_some_and(|c| c.holds_releasable()))
     }
 
     // ----- output -----

@@ -7,11 +7,12 @@ use std::time::Instant;
 use super::{CloseStatus, Connection, CurrentFrame, Event, MessageKind, State};
 use crate::close::{parse_close_payload, CloseCode};
 use crate::decoder::FramePart;
-use crate::deflate::InflateError;
+use crate::deflate::{DeflateCodec, InflateError};
 use crate::encoder::encode_frame;
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, OpCode};
 use crate::mask::{apply_mask, extend_unmasked};
+use crate::utf8::Utf8Validator;
 
 /// What a data frame's header reserves at most before its bytes arrive.
 const HEADER_RESERVE: u64 = 1 << 20;
@@ -37,7 +38,42 @@ fn grow_for(buf: &mut Vec<u8>, incoming: usize, frame_left: u64) {
         buf.reserve(incoming);
     }
 }
+/// What the general path keeps between the pieces of a frame and the frames of a
+/// message (boxed in the connection, made on first use).
+#[derive(Debug, Default)]
+pub(super) struct Assembly {
+    frame: Option<CurrentFrame>,
+    /// The data message being assembled (set from its first frame to its last).
+    message: Option<MessageKind>,
+    /// That message is compressed (RSV1 on its first frame).
+    compressed: bool,
+    /// Its length so far on the wire, for the size limit.
+    message_len: u64,
+    pub(super) message_data: Vec<u8>,
+    utf8: Utf8Validator,
+    /// The control frame being received.
+    control: Vec<u8>,
+}
+
+/// The kept buffer for a message whose first frame announces `len` bytes, unless it is
+/// far larger than that: a small message must not hand the application a buffer that
+/// holds on to a large message's allocation.
+fn take_spare(spare: &mut Vec<u8>, len: u64) -> Vec<u8> {
+    if spare.capacity() as u64 <= len.saturating_mul(4).max(SMALL_SPARE as u64) {
+        std::mem::take(spare)
+    } else {
+        Vec::new()
+    }
+}
+
 impl Connection {
+    /// True while a frame or a data message is partly received.
+    pub(super) fn receiving(&self) -> bool {
+        self.assembly
+            .as_ref()
+            .is_some_and(|a| a.frame.is_some() || a.message.is_some())
+    }
+
     /// Decodes bytes received from the peer at `now` up to the next event, advancing
     /// `input` past what it used, and returns that event; `Ok(None)` once every byte of
     /// `input` is taken (partial frames are kept inside). Call it in a loop:
@@ -194,7 +230,7 @@ impl Connection {
         input: &[u8],
     ) -> Result<Option<(usize, Event)>, ProtocolError> {
         if !matches!(self.state, State::Open)
-            || self.message.is_some()
+            || self.assembly.as_ref().is_some_and(|a| a.message.is_some())
             || !self.decoder.at_frame_start()
         {
             return Ok(None);
@@ -225,7 +261,7 @@ impl Connection {
             });
         }
         let payload = &input[header_len..end as usize];
-        let mut data = self.take_spare(header.payload_len);
+        let mut data = take_spare(&mut self.spare, header.payload_len);
         data.reserve(payload.len());
         match header.mask {
             Some(key) => {
@@ -244,19 +280,10 @@ impl Connection {
         Ok(Some((end as usize, Event::Message { kind, data })))
     }
 
-    /// The kept buffer for a message whose first frame announces `len` bytes, unless it
-    /// is far larger than that: a small message must not hand the application a buffer
-    /// that holds on to a large message's allocation.
-    fn take_spare(&mut self, len: u64) -> Vec<u8> {
-        if self.spare.capacity() as u64 <= len.saturating_mul(4).max(SMALL_SPARE as u64) {
-            std::mem::take(&mut self.spare)
-        } else {
-            Vec::new()
-        }
-    }
-
     fn on_header(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
         let discarding = matches!(self.state, State::LocalClosing { .. });
+        let max = self.config.max_message_size;
+        let a = self.assembly.get_or_insert_with(Box::default);
         let rsv1 = header.rsv & 0b100 != 0;
         // The decoder lets RSV1 through only once deflate is on; then it belongs on the
         // first frame of a data message only (RFC 7692 section 6.1).
@@ -265,49 +292,46 @@ impl Connection {
         }
         let keep = match header.opcode {
             OpCode::Text | OpCode::Binary => {
-                if self.message.is_some() {
+                if a.message.is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
-                self.compressed = rsv1;
-                self.message = Some(if header.opcode == OpCode::Text {
+                a.compressed = rsv1;
+                a.message = Some(if header.opcode == OpCode::Text {
                     MessageKind::Text
                 } else {
                     MessageKind::Binary
                 });
-                self.message_len = 0;
+                a.message_len = 0;
                 !discarding
             }
             OpCode::Continuation => {
-                if self.message.is_none() {
+                if a.message.is_none() {
                     return Err(ProtocolError::UnexpectedContinuation);
                 }
                 !discarding
             }
             OpCode::Close | OpCode::Ping | OpCode::Pong => {
-                self.control.clear();
+                a.control.clear();
                 true
             }
         };
         if !header.opcode.is_control() {
-            let size = self.message_len + header.payload_len;
-            if size > self.config.max_message_size {
-                return Err(ProtocolError::MessageTooLarge {
-                    size,
-                    max: self.config.max_message_size,
-                });
+            let size = a.message_len + header.payload_len;
+            if size > max {
+                return Err(ProtocolError::MessageTooLarge { size, max });
             }
-            self.message_len = size;
-            if keep && self.message_data.capacity() == 0 {
-                self.message_data = self.take_spare(header.payload_len);
+            a.message_len = size;
+            if keep && a.message_data.capacity() == 0 {
+                a.message_data = take_spare(&mut self.spare, header.payload_len);
             }
             if keep {
                 // Bounded: an announced length is trusted only as far as `grow_for`
                 // allows once bytes arrive.
                 let expected = header.payload_len.min(HEADER_RESERVE) as usize;
-                self.message_data.reserve(expected);
+                a.message_data.reserve(expected);
             }
         }
-        self.frame = Some(CurrentFrame { header, keep });
+        a.frame = Some(CurrentFrame { header, keep });
         Ok(())
     }
 
@@ -319,42 +343,56 @@ impl Connection {
         last: bool,
         now: Instant,
     ) -> Result<Option<Event>, ProtocolError> {
-        let Some(frame) = self.frame else {
+        // A header made the assembly and its frame.
+        let Some(a) = self.assembly.as_deref_mut() else {
+            return Ok(None);
+        };
+        let Some(frame) = a.frame else {
             return Ok(None);
         };
         let header = frame.header;
         if header.opcode.is_control() {
-            let start = self.control.len();
-            self.control.extend_from_slice(data);
+            let start = a.control.len();
+            a.control.extend_from_slice(data);
             if let Some(key) = header.mask {
-                apply_mask(&mut self.control[start..], key, offset);
+                apply_mask(&mut a.control[start..], key, offset);
             }
             if last {
-                self.frame = None;
+                a.frame = None;
                 return self.on_control(header.opcode, now);
             }
             return Ok(None);
         }
-        if frame.keep && self.compressed {
-            self.inflate_payload(data, header.mask, offset)?;
+        if frame.keep && a.compressed {
+            let Some(codec) = self.deflate.as_deref_mut() else {
+                return Err(ProtocolError::MisplacedCompressionBit);
+            };
+            inflate_payload(
+                a,
+                codec,
+                self.config.max_message_size,
+                data,
+                header.mask,
+                offset,
+            )?;
         } else if frame.keep {
             let frame_left = header.payload_len - offset;
-            grow_for(&mut self.message_data, data.len(), frame_left);
-            let text = self.message == Some(MessageKind::Text);
+            grow_for(&mut a.message_data, data.len(), frame_left);
+            let text = a.message == Some(MessageKind::Text);
             let key = header.mask.unwrap_or([0; 4]);
             for (i, slice) in data.chunks(UNMASK_SLICE).enumerate() {
-                let start = self.message_data.len();
+                let start = a.message_data.len();
                 let offset = offset + (i * UNMASK_SLICE) as u64;
-                let ascii = extend_unmasked(&mut self.message_data, slice, key, offset);
+                let ascii = extend_unmasked(&mut a.message_data, slice, key, offset);
                 // ASCII between code points leaves the validator where it was.
-                let validate = text && !(ascii && self.utf8.at_boundary());
-                if validate && self.utf8.feed(&self.message_data[start..]).is_err() {
+                let validate = text && !(ascii && a.utf8.at_boundary());
+                if validate && a.utf8.feed(&a.message_data[start..]).is_err() {
                     return Err(ProtocolError::InvalidUtf8);
                 }
             }
         }
         if last {
-            self.frame = None;
+            a.frame = None;
             if header.fin {
                 return self.finish_message(frame.keep);
             }
@@ -362,74 +400,48 @@ impl Connection {
         Ok(None)
     }
 
-    /// Unmasks a compressed payload piece into a stack buffer and inflates it onto the
-    /// message, validating inflated text as it comes.
-    fn inflate_payload(
-        &mut self,
-        data: &[u8],
-        mask: Option<[u8; 4]>,
-        offset: u64,
-    ) -> Result<(), ProtocolError> {
-        const PIECE: usize = 4096;
-        let Some(codec) = &mut self.deflate else {
-            return Err(ProtocolError::MisplacedCompressionBit);
-        };
-        let text = self.message == Some(MessageKind::Text);
-        let max = self.config.max_message_size;
-        let mut piece = [0u8; PIECE];
-        for (i, chunk) in data.chunks(PIECE).enumerate() {
-            let piece = &mut piece[..chunk.len()];
-            piece.copy_from_slice(chunk);
-            if let Some(key) = mask {
-                apply_mask(piece, key, offset + (i * PIECE) as u64);
-            }
-            let start = self.message_data.len();
-            codec
-                .inflate(piece, &mut self.message_data, max)
-                .map_err(|e| inflate_error(e, max))?;
-            if text && self.utf8.feed(&self.message_data[start..]).is_err() {
-                return Err(ProtocolError::InvalidUtf8);
-            }
-        }
-        Ok(())
-    }
-
     fn finish_message(&mut self, keep: bool) -> Result<Option<Event>, ProtocolError> {
-        let kind = self.message.take();
-        self.message_len = 0;
-        if std::mem::take(&mut self.compressed) && keep {
+        let Some(a) = self.assembly.as_deref_mut() else {
+            return Ok(None);
+        };
+        let kind = a.message.take();
+        a.message_len = 0;
+        if std::mem::take(&mut a.compressed) && keep {
             if let Some(codec) = &mut self.deflate {
                 let max = self.config.max_message_size;
-                let start = self.message_data.len();
+                let start = a.message_data.len();
                 codec
-                    .finish_message(&mut self.message_data, max)
+                    .finish_message(&mut a.message_data, max)
                     .map_err(|e| inflate_error(e, max))?;
-                if kind == Some(MessageKind::Text)
-                    && self.utf8.feed(&self.message_data[start..]).is_err()
+                if kind == Some(MessageKind::Text) && a.utf8.feed(&a.message_data[start..]).is_err()
                 {
                     return Err(ProtocolError::InvalidUtf8);
                 }
             }
         }
-        let utf8 = self.utf8.finish();
+        let utf8 = a.utf8.finish();
         match (keep, kind) {
             (true, Some(kind)) => {
                 if kind == MessageKind::Text && utf8.is_err() {
                     return Err(ProtocolError::InvalidUtf8);
                 }
-                let data = std::mem::take(&mut self.message_data);
+                let data = std::mem::take(&mut a.message_data);
                 Ok(Some(Event::Message { kind, data }))
             }
             // A message that was cut short by our Close: drop what was kept of it.
             _ => {
-                self.message_data.clear();
+                a.message_data.clear();
                 Ok(None)
             }
         }
     }
 
     fn on_control(&mut self, opcode: OpCode, now: Instant) -> Result<Option<Event>, ProtocolError> {
-        let payload = std::mem::take(&mut self.control);
+        let payload = self
+            .assembly
+            .as_deref_mut()
+            .map(|a| std::mem::take(&mut a.control))
+            .unwrap_or_default();
         let event = match opcode {
             OpCode::Ping => {
                 if self.config.auto_pong && matches!(self.state, State::Open) {
@@ -464,6 +476,36 @@ impl Connection {
         Ok(Some(event))
     }
 }
+/// Unmasks a compressed payload piece into a stack buffer and inflates it onto the
+/// message, validating inflated text as it comes.
+fn inflate_payload(
+    a: &mut Assembly,
+    codec: &mut DeflateCodec,
+    max: u64,
+    data: &[u8],
+    mask: Option<[u8; 4]>,
+    offset: u64,
+) -> Result<(), ProtocolError> {
+    const PIECE: usize = 4096;
+    let text = a.message == Some(MessageKind::Text);
+    let mut piece = [0u8; PIECE];
+    for (i, chunk) in data.chunks(PIECE).enumerate() {
+        let piece = &mut piece[..chunk.len()];
+        piece.copy_from_slice(chunk);
+        if let Some(key) = mask {
+            apply_mask(piece, key, offset + (i * PIECE) as u64);
+        }
+        let start = a.message_data.len();
+        codec
+            .inflate(piece, &mut a.message_data, max)
+            .map_err(|e| inflate_error(e, max))?;
+        if text && a.utf8.feed(&a.message_data[start..]).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+    }
+    Ok(())
+}
+
 /// The protocol error for a failed inflation.
 fn inflate_error(error: InflateError, max: u64) -> ProtocolError {
     match error {
@@ -500,6 +542,32 @@ mod tests {
         events
     }
 
+    #[test]
+    fn the_assembly_exists_only_while_a_message_is_received_piece_by_piece() {
+        let mut server = Connection::server(Config::default());
+        // Text frames masked with a zero key: "hi"; then "he" (not final) and "llo".
+        let whole = [0x81, 0x82, 0, 0, 0, 0, b'h', b'i'];
+        assert_eq!(feed(&mut server, &whole).len(), 1);
+        assert!(
+            server.assembly.is_none(),
+            "a whole small message needs none"
+        );
+        let first = [0x01, 0x82, 0, 0, 0, 0, b'h', b'e'];
+        let last = [0x80, 0x83, 0, 0, 0, 0, b'l', b'l', b'o'];
+        assert!(feed(&mut server, &first).is_empty());
+        assert!(feed(&mut server, &last[..4]).is_empty());
+        server.release_idle_memory_into(drop);
+        assert!(server.receiving(), "kept through a release mid-message");
+        let events = feed(&mut server, &last[4..]);
+        let [Event::Message { data, .. }] = &events[..] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(data, b"hello");
+        assert!(server.holds_releasable_memory());
+        server.release_idle_memory_into(drop);
+        assert!(server.assembly.is_none(), "freed once idle");
+    }
+
     // A peer that announces a 16 MiB frame and sends little gets a bounded reservation,
     // growing with what it actually sends.
     #[test]
@@ -508,9 +576,11 @@ mod tests {
         let mut wire = masked_header(16 << 20);
         wire.extend_from_slice(&[1; 10]);
         assert_eq!(feed(&mut server, &wire), []);
-        assert!(server.message_data.capacity() <= HEADER_RESERVE as usize);
+        assert!(
+            server.assembly.as_ref().unwrap().message_data.capacity() <= HEADER_RESERVE as usize
+        );
         assert_eq!(feed(&mut server, &vec![2; 2 << 20]), []);
-        let capacity = server.message_data.capacity();
+        let capacity = server.assembly.as_ref().unwrap().message_data.capacity();
         assert!(capacity >= 2 << 20, "room for what arrived");
         assert!(
             capacity <= 4 * ((2 << 20) + 10),
@@ -584,13 +654,13 @@ mod tests {
         assert_eq!(feed(&mut server, &head), []);
         let mut events = Vec::new();
         let mut growths = 0;
-        let mut capacity = server.message_data.capacity();
+        let mut capacity = server.assembly.as_ref().unwrap().message_data.capacity();
         let piece = vec![3u8; 256 << 10];
         for _ in 0..size / piece.len() as u64 {
             events.extend(feed(&mut server, &piece));
-            if server.message_data.capacity() != capacity {
+            if server.assembly.as_ref().unwrap().message_data.capacity() != capacity {
                 growths += 1;
-                capacity = server.message_data.capacity();
+                capacity = server.assembly.as_ref().unwrap().message_data.capacity();
             }
         }
         let [Event::Message { data, .. }] = &events[..] else {

@@ -212,6 +212,13 @@ mod tests {
         // Any input counts as an answer and restarts the interval.
         let pong = [0x8a, 0x80, 1, 2, 3, 4];
         assert_eq!(feed(&mut server, t0 + secs(12), &pong).len(), 1);
+        let quiet = t0 + secs(12) + RELEASE_AFTER;
+        assert_eq!(
+            server.poll_timeout(),
+            Some(quiet),
+            "the Pong's assembly, released"
+        );
+        assert_eq!(server.handle_timeout(quiet), None);
         assert_eq!(server.poll_timeout(), Some(t0 + secs(22)));
         server.handle_timeout(t0 + secs(22));
         drain(&mut server);
