@@ -47,7 +47,7 @@ pub(crate) struct Conn<C> {
     pub(crate) read_paused: bool,
     /// Bytes read but not yet decoded because the outgoing buffer reached its cap in the
     /// middle of them (at most one read's worth); decoded first when reading resumes.
-    pub(crate) unread: Vec<u8>,
+    pub(crate) unread: Box<[u8]>,
     pub(crate) in_ready: bool,
     /// `on_error` was called: at most once per connection.
     pub(crate) errored: bool,
@@ -69,7 +69,7 @@ impl<C> Conn<C> {
             interest: Interest::READABLE,
             scheduled: None,
             read_paused: false,
-            unread: Vec::new(),
+            unread: Box::default(),
             in_ready: false,
             errored: false,
             eof: false,

@@ -135,7 +135,7 @@ pub(crate) fn feed_open<C: ConnHandler>(
         conn.shared.set_unwritten(core.pending_output_len());
         if !data.is_empty() && over_cap(conn.shared.buffered_amount(), conn.shared.max_buffered()) {
             // Backpressure between two messages: keep the rest for when the buffer drains.
-            conn.unread.extend_from_slice(data);
+            conn.unread = [&conn.unread[..], data].concat().into();
             conn.read_paused = true;
             return;
         }
