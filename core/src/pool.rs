@@ -33,11 +33,23 @@ impl BufferPool {
     /// large buffer stays in the core for its quiet deadline (see
     /// [`Connection::release_idle_memory_into`]).
     pub fn take_back(&mut self, core: &mut Connection) {
-        core.release_idle_memory_into(|buffer| {
-            if buffer.capacity() <= MAX_CAPACITY && self.buffers.len() < MAX_BUFFERS {
-                self.buffers.push(buffer);
-            }
-        });
+        core.release_idle_memory_into(|buffer| self.put(buffer));
+    }
+
+    /// An empty buffer for the driver's own use (bytes read past an event, say), if the
+    /// pool holds one.
+    pub fn take(&mut self) -> Option<Vec<u8>> {
+        self.buffers.pop()
+    }
+
+    /// Keeps `buffer`, emptied, when it is small and the pool has room; frees it
+    /// otherwise.
+    pub fn put(&mut self, mut buffer: Vec<u8>) {
+        let capacity = buffer.capacity();
+        if capacity > 0 && capacity <= MAX_CAPACITY && self.buffers.len() < MAX_BUFFERS {
+            buffer.clear();
+            self.buffers.push(buffer);
+        }
     }
 }
 
@@ -74,6 +86,15 @@ mod tests {
             "a message and an output buffer"
         );
         pool.take_back(&mut core);
+        assert_eq!(pool.buffers.len(), MAX_BUFFERS);
+        let taken = pool.take().unwrap();
+        pool.put(Vec::new());
+        assert_eq!(
+            pool.buffers.len(),
+            MAX_BUFFERS - 1,
+            "an unallocated buffer is not kept"
+        );
+        pool.put(taken);
         assert_eq!(pool.buffers.len(), MAX_BUFFERS);
     }
 }

@@ -367,8 +367,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
         with_pool(|pool| pool.lend(&mut self.conn));
         let received = self.conn.receive(now(), &mut input);
         if !input.is_empty() {
-            self.unread = input.to_vec();
-            self.unread_at = 0;
+            let mut unread = Vec::new();
+            with_pool(|pool| unread = pool.take().unwrap_or_default());
+            unread.extend_from_slice(input);
+            (self.unread, self.unread_at) = (unread, 0);
         }
         Poll::Ready(Ok(received))
     }
@@ -390,7 +392,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
                 self.unread_at = self.unread.len() - input.len();
                 if input.is_empty() {
                     // An idle connection keeps no buffer.
-                    (self.unread, self.unread_at) = (Vec::new(), 0);
+                    let spent = std::mem::take(&mut self.unread);
+                    self.unread_at = 0;
+                    with_pool(|pool| pool.put(spent));
                 }
                 if let Some(item) = self.deliver(cx, received) {
                     return Poll::Ready(Some(item));
