@@ -50,6 +50,10 @@ fn with_pool(f: impl FnOnce(&mut BufferPool)) {
 const WRITE_SLICES: usize = 16;
 
 /// A message received or to send.
+///
+/// A received text or binary message may come in a reused buffer with more capacity than
+/// its length (a pool buffer of up to 4 KiB for a small message, at most four times the
+/// length or 64 KiB otherwise): call `shrink_to_fit` before keeping many of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// UTF-8 text.

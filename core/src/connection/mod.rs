@@ -321,8 +321,9 @@ impl Connection {
         keep_larger(&mut self.spare, buffer);
     }
 
-    /// Frees the recycled buffer, a drained output buffer, and compression state that
-    /// no context needs (no_context_takeover). The connection does it by itself once it
+    /// Frees the recycled buffer, a drained output buffer, the receive path's state
+    /// between messages, and compression state that no context needs
+    /// (no_context_takeover). The connection does it by itself once it
     /// has been quiet for [`RELEASE_AFTER`] (a deadline of
     /// [`poll_timeout`](Self::poll_timeout)); call it to free them sooner.
     pub fn release_memory(&mut self) {
@@ -338,15 +339,20 @@ impl Connection {
 
     /// What a driver calls each time the connection goes idle (waiting for input, the
     /// output drained): [`release_memory_into`](Self::release_memory_into), except that
-    /// a buffer of [`LARGE_BUFFER`] bytes or more is kept for the quiet deadline, which
-    /// frees it unless a message comes first. Getting a large buffer again costs a page
-    /// fault for every 4 KiB of it (the allocator maps it fresh), more than copying the
-    /// message. Holding it a while longer pins no heap memory (a buffer that large is
-    /// mapped apart from the heap and unmapped whole), while small buffers are cheap to
-    /// get again and, kept across many idle connections, leave holes in the heap: they
-    /// are best freed at once.
+    /// while the connection is open a buffer of [`LARGE_BUFFER`] bytes or more is kept
+    /// for the quiet deadline, which frees it unless a message comes first. Getting a
+    /// large buffer again costs a page fault for every 4 KiB of it when the allocator
+    /// maps it fresh, more than copying the message. Holding it a while longer pins
+    /// little heap memory (with glibc's default threshold a buffer that large is mapped
+    /// apart from the heap and unmapped whole), while small buffers are cheap to get
+    /// again and, kept across many idle connections, leave holes in the heap: they are
+    /// best freed at once. Once closing, nothing is kept (no message is reused then).
     pub fn release_idle_memory_into(&mut self, keep: impl FnMut(Vec<u8>)) {
-        self.release_buffers(LARGE_BUFFER, keep);
+        let limit = match self.state {
+            State::Open => LARGE_BUFFER,
+            _ => usize::MAX,
+        };
+        self.release_buffers(limit, keep);
     }
 
     /// Releases the spare and the drained output buffer below `limit` bytes (into

@@ -103,8 +103,8 @@ impl Connection {
         self.receive_input(now, input)
     }
 
-    /// `receive` when the past has a say: a sticky failure, or bytes that came with the
-    /// opening handshake and go first.
+    /// `receive` when the past has a say: a closed connection (its sticky failure, if
+    /// it failed), or bytes that came with the opening handshake and go first.
     #[cold]
     #[inline(never)]
     fn receive_after(

@@ -317,6 +317,17 @@ mod tests {
         server.release_idle_memory_into(drop);
         assert!(!server.holds_releasable_memory());
         assert_eq!(server.poll_timeout(), None);
+        // Review fix: once closing, the quiet deadline no longer runs, so nothing is
+        // kept (a discarded message reuses no buffer).
+        let later = t0 + RELEASE_AFTER * 2;
+        echo(&mut server, later, &large);
+        server.close(later, CloseCode::NORMAL, "").unwrap();
+        drain(&mut server);
+        server.release_idle_memory_into(drop);
+        assert!(
+            !server.holds_releasable_memory(),
+            "freed at once when closing"
+        );
     }
 
     #[test]
