@@ -67,7 +67,7 @@ pub enum Event {
         /// The payload, all fragments joined and unmasked.
         data: Vec<u8>,
     },
-    /// A Ping (already answered when [`Config::auto_pong`] is on).
+    /// A Ping (already answered when [`Config::auto_pong`](crate::Config::auto_pong) is on).
     Ping(Vec<u8>),
     /// A Pong, solicited or not.
     Pong(Vec<u8>),

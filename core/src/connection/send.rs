@@ -66,7 +66,7 @@ impl Connection {
     }
 
     /// Queues a Pong with up to 125 bytes of payload (an unsolicited heartbeat, or the
-    /// answer to a Ping when [`Config::auto_pong`] is off).
+    /// answer to a Ping when [`Config::auto_pong`](crate::Config::auto_pong) is off).
     pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
         self.send_control(OpCode::Pong, payload, "a pong")
     }
