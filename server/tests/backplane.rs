@@ -87,8 +87,29 @@ fn start_redis(port: u16) -> Killed {
         .stdout(Stdio::null())
         .spawn()
         .expect("start redis-server");
+    let mut redis = Killed(child);
     wait_for_port(port, "redis-server");
-    Killed(child)
+    // Listening is not answering yet (a full `cargo test` once failed to connect right
+    // after the port opened): wait for a PONG, and say why when none comes.
+    let url = format!("redis://127.0.0.1:{port}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let pong = redis::Client::open(url.as_str())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
+        match pong {
+            Ok(_) => return redis,
+            Err(error) => {
+                let exited = redis.0.try_wait().ok().flatten();
+                assert!(
+                    exited.is_none(),
+                    "redis-server exited ({exited:?}): {error}"
+                );
+                assert!(Instant::now() < deadline, "redis-server on {port}: {error}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 fn start_node(port: u16, redis: u16, log: &Path) -> Killed {
