@@ -13,7 +13,7 @@ pub use logger::install_stderr_logger;
 use std::fmt;
 use std::sync::Arc;
 
-use ws6455_core::{CloseStatus, MessageKind};
+use ws6455_core::{CloseStatus, Message};
 use ws6455_mio::{ConnError, ConnHandler, ConnShared, LoopHandle, Outgoing, SendError, Status};
 
 /// How received messages are delivered (`data_type` in the API contract).
@@ -139,21 +139,14 @@ pub struct ErrorEvent {
 }
 
 impl Data {
-    /// Converts a received message per `data_type`: text as `Text` (or bytes in blob mode),
-    /// binary as `Blob`, anything as JSON in object mode. Invalid JSON is a
-    /// [`ConnError::InvalidData`] (close 1007).
-    pub fn from_message(
-        data_type: DataType,
-        kind: MessageKind,
-        data: Vec<u8>,
-    ) -> Result<Data, ConnError> {
-        Ok(match (data_type, kind) {
-            (DataType::Text, MessageKind::Text) => Data::Text(
-                // The core validated the UTF-8 already; this cannot fail.
-                String::from_utf8(data).map_err(|e| ConnError::InvalidData(e.to_string()))?,
-            ),
-            (DataType::Text | DataType::Blob, _) => Data::Blob(data),
-            (DataType::Object, _) => match serde_json::from_slice(&data) {
+    /// Converts a received message per `data_type`: text as `Text` (the core's validated
+    /// `String`, not checked again; bytes in blob mode), binary as `Blob`, anything as
+    /// JSON in object mode. Invalid JSON is a [`ConnError::InvalidData`] (close 1007).
+    pub fn from_message(data_type: DataType, message: Message) -> Result<Data, ConnError> {
+        Ok(match (data_type, message) {
+            (DataType::Text, Message::Text(text)) => Data::Text(text),
+            (DataType::Text | DataType::Blob, message) => Data::Blob(message.into_bytes()),
+            (DataType::Object, message) => match serde_json::from_slice(message.as_bytes()) {
                 Ok(value) => Data::Object(value),
                 Err(e) => return Err(ConnError::InvalidData(format!("invalid JSON: {e}"))),
             },
@@ -281,8 +274,8 @@ impl<E: Endpoint> ConnHandler for Bridge<E> {
         self.0.on_open();
     }
 
-    fn on_message(&mut self, kind: MessageKind, data: Vec<u8>) -> Result<(), ConnError> {
-        let data = Data::from_message(self.0.data_type(), kind, data)?;
+    fn on_message(&mut self, message: Message) -> Result<(), ConnError> {
+        let data = Data::from_message(self.0.data_type(), message)?;
         self.0.on_message(MessageEvent { data });
         Ok(())
     }
@@ -335,10 +328,10 @@ mod tests {
         let mut bridge = Bridge(Recorder(DataType::Object, log.clone()));
         bridge.on_open();
         assert_eq!(
-            bridge.on_message(MessageKind::Text, br#"{"a":1}"#.to_vec()),
+            bridge.on_message(Message::Text(r#"{"a":1}"#.into())),
             Ok(())
         );
-        let refused = bridge.on_message(MessageKind::Text, b"not json".to_vec());
+        let refused = bridge.on_message(Message::Text("not json".into()));
         let error = refused.unwrap_err();
         assert_eq!(
             error.close_code(),
@@ -363,7 +356,7 @@ mod tests {
 
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut blob = Bridge(Recorder(DataType::Blob, log.clone()));
-        assert_eq!(blob.on_message(MessageKind::Text, b"hi".to_vec()), Ok(()));
+        assert_eq!(blob.on_message(Message::Text("hi".into())), Ok(()));
         assert_eq!(*log.lock().unwrap(), ["message Blob([104, 105])"]);
     }
 }

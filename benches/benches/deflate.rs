@@ -45,8 +45,9 @@ fn transfer(server: &mut Connection, client: &mut Connection, payload: &[u8], te
     let mut received = 0;
     let now = Instant::now();
     while let Some(event) = client.receive(now, &mut rest).unwrap() {
-        if let Event::Message { data, kind } = event {
-            debug_assert_eq!(kind == MessageKind::Text, text);
+        if let Event::Message(message) = event {
+            debug_assert_eq!(message.kind() == MessageKind::Text, text);
+            let data = message.into_bytes();
             received += data.len();
             client.recycle(data);
         }

@@ -46,7 +46,8 @@ fn decode(c: &mut Criterion) {
                     let mut rest = &black_box(wire)[..];
                     let now = Instant::now();
                     while let Some(event) = server.receive(now, &mut rest).unwrap() {
-                        if let Event::Message { data, .. } = event {
+                        if let Event::Message(message) = event {
+                            let data = message.into_bytes();
                             black_box(&data);
                             server.recycle(data);
                         }

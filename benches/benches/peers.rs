@@ -129,7 +129,8 @@ fn decode_peers(c: &mut Criterion) {
                     // One message at a time, as an application that answers each would.
                     let event = server.receive(now, &mut rest).expect("valid frames");
                     start = end - rest.len();
-                    if let Some(Event::Message { data, .. }) = event {
+                    if let Some(Event::Message(message)) = event {
+                        let data = message.into_bytes();
                         black_box(&data);
                         server.recycle(data);
                         messages += 1;

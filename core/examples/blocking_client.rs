@@ -16,7 +16,7 @@ use support::{close_lingering, read_until, wait_for_input, write_output};
 
 use ws6455_core::connect::Connector;
 use ws6455_core::handshake::ClientRequest;
-use ws6455_core::{Config, Connection, DeflateConfig, Event, MessageKind, OsRandom};
+use ws6455_core::{Config, Connection, DeflateConfig, Event, Message, OsRandom};
 
 /// A server that takes longer than this to accept our bytes is given up on.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,8 +74,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let now = Instant::now();
         let mut input = &buf[..filled];
         while let Ok(Some(event)) = conn.receive(now, &mut input) {
-            if let Event::Message { kind, data } = event {
-                handle(&mut conn, kind, data, echo);
+            if let Event::Message(message) = event {
+                handle(&mut conn, message, echo);
             }
         }
         write_output(&mut stream, &mut conn)?;
@@ -94,17 +94,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn handle(conn: &mut Connection, kind: MessageKind, data: Vec<u8>, echo: bool) {
-    match (echo, kind) {
-        (true, MessageKind::Binary) => {
+fn handle(conn: &mut Connection, message: Message, echo: bool) {
+    match (echo, message) {
+        (true, Message::Binary(data)) => {
             let _ = conn.send_binary_owned(data);
         }
-        (true, MessageKind::Text) => {
-            if let Ok(text) = String::from_utf8(data) {
-                let _ = conn.send_text_owned(text);
-            }
+        (true, Message::Text(text)) => {
+            let _ = conn.send_text_owned(text);
         }
-        (false, MessageKind::Text) => println!("{}", String::from_utf8_lossy(&data)),
-        (false, MessageKind::Binary) => println!("<{} bytes>", data.len()),
+        (false, Message::Text(text)) => println!("{text}"),
+        (false, Message::Binary(data)) => println!("<{} bytes>", data.len()),
     }
 }

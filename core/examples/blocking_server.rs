@@ -18,7 +18,7 @@ mod support;
 use support::{close_lingering, read_until, wait_for_input, write_output};
 
 use ws6455_core::accept::{Acceptor, Choices, Reply};
-use ws6455_core::{Config, Connection, DeflateConfig, Event, MessageKind};
+use ws6455_core::{Config, Connection, DeflateConfig, Event, Message};
 
 /// A peer that takes longer than this to accept our bytes is given up on.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,7 +77,7 @@ fn serve(mut stream: TcpStream, config: Arc<Config>) -> io::Result<()> {
         let mut input = &buf[..filled];
         loop {
             match conn.receive(now, &mut input) {
-                Ok(Some(Event::Message { kind, data })) => echo(&mut conn, kind, data),
+                Ok(Some(Event::Message(message))) => echo(&mut conn, message),
                 Ok(Some(_)) => {} // pings are answered, closes echoed, by the core
                 Ok(None) => break,
                 Err(_) => break, // the core queued the right Close; write it below
@@ -92,15 +92,11 @@ fn serve(mut stream: TcpStream, config: Arc<Config>) -> io::Result<()> {
     }
 }
 
-fn echo(conn: &mut Connection, kind: MessageKind, data: Vec<u8>) {
+fn echo(conn: &mut Connection, message: Message) {
     // Refused only once closing: nothing to echo then.
-    let _ = match kind {
-        MessageKind::Binary => conn.send_binary_owned(data),
-        // The core validated the UTF-8.
-        MessageKind::Text => match String::from_utf8(data) {
-            Ok(text) => conn.send_text_owned(text),
-            Err(_) => Ok(()),
-        },
+    let _ = match message {
+        Message::Binary(data) => conn.send_binary_owned(data),
+        Message::Text(text) => conn.send_text_owned(text),
     };
 }
 

@@ -519,10 +519,7 @@ mod tests {
         let event = conn.receive(now, &mut none).unwrap();
         assert_eq!(
             event,
-            Some(Event::Message {
-                kind: crate::MessageKind::Text,
-                data: b"Hi".to_vec()
-            })
+            Some(Event::Message(crate::Message::Text("Hi".into())))
         );
         assert!(!conn.has_early_input());
     }

@@ -156,7 +156,7 @@ impl Connector {
 mod tests {
     use super::*;
     use crate::accept::{Acceptor, Choices};
-    use crate::{DeflateConfig, Event, FixedRandom, MessageKind};
+    use crate::{DeflateConfig, Event, FixedRandom, Message};
     use std::time::Duration;
 
     #[test]
@@ -201,10 +201,7 @@ mod tests {
         let mut none: &[u8] = &[];
         assert_eq!(
             connection.receive(now, &mut none).unwrap(),
-            Some(Event::Message {
-                kind: MessageKind::Text,
-                data: b"welcome".to_vec()
-            })
+            Some(Event::Message(Message::Text("welcome".into())))
         );
     }
 

@@ -58,7 +58,7 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame};
 pub use config::Config;
 pub use connection::{
-    CloseStatus, Connection, ConnectionState, Event, Expired, MessageKind, LARGE_BUFFER,
+    CloseStatus, Connection, ConnectionState, Event, Expired, Message, MessageKind, LARGE_BUFFER,
 };
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{ProtocolError, SendError};

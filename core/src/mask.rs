@@ -49,9 +49,11 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: u64) {
 /// a text message skip UTF-8 validation of that stretch.
 ///
 /// A zero key copies unchanged, for unmasked frames.
-// The one `unsafe` of the crate: writing straight into the vector's spare capacity instead
-// of zero-filling it first (or copying, then masking in a second pass) lifts decoding of
-// 64 KiB frames from ~0.4x to ~0.9x memcpy (benches/benches/framing.rs, group "decode").
+// One of the crate's two uses of `unsafe` (the other, connection/message.rs, makes
+// validated text a `String` without a second check): writing straight into the vector's
+// spare capacity instead of zero-filling it first (or copying, then masking in a second
+// pass) lifts decoding of 64 KiB frames from ~0.4x to ~0.9x memcpy
+// (benches/benches/framing.rs, group "decode").
 #[allow(unsafe_code)]
 pub fn extend_unmasked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: u64) -> bool {
     let key = rotated_key(key, offset);

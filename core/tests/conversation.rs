@@ -12,7 +12,7 @@ use ws6455_core::frame::OpCode;
 use ws6455_core::handshake::ClientRequest;
 use ws6455_core::{
     CloseCode, CloseFrame, Config, Connection, ConnectionState, DeflateConfig, DeflateParams,
-    Event, FixedRandom, MessageKind, ProtocolError, Role, SendError,
+    Event, FixedRandom, Message, ProtocolError, Role, SendError,
 };
 
 /// A client and a server wired together in memory, like quinn-proto's test `Pair`.
@@ -149,10 +149,16 @@ fn step<'a>(
 }
 
 fn text(s: &str) -> Event {
-    Event::Message {
-        kind: MessageKind::Text,
-        data: s.as_bytes().to_vec(),
-    }
+    Event::Message(Message::Text(s.into()))
+}
+
+/// The event for a message of the strategies below (text is valid UTF-8 there).
+fn message(is_text: bool, data: &[u8]) -> Event {
+    Event::Message(if is_text {
+        Message::Text(String::from_utf8(data.to_vec()).unwrap())
+    } else {
+        Message::Binary(data.to_vec())
+    })
 }
 
 #[test]
@@ -169,10 +175,7 @@ fn whole_conversation_client_closes() {
         pair.server_events,
         [
             text("hello, server"),
-            Event::Message {
-                kind: MessageKind::Binary,
-                data: vec![0, 1, 2, 3, 4, 5, 6]
-            },
+            Event::Message(Message::Binary(vec![0, 1, 2, 3, 4, 5, 6])),
             Event::Ping(b"p1".to_vec()),
         ]
     );
@@ -225,7 +228,7 @@ fn server_closes_and_data_after_close_is_discarded() {
     assert!(pair
         .server_events
         .iter()
-        .all(|e| !matches!(e, Event::Message { .. })));
+        .all(|e| !matches!(e, Event::Message(_))));
     assert_eq!(
         pair.client_events,
         [Event::Close(CloseFrame {
@@ -490,6 +493,92 @@ fn invalid_utf8_fails_before_the_message_ends() {
         events.extend(result.unwrap());
     }
     assert_eq!(events, [text("✓✓")]);
+    // A lead byte ends one read, ASCII fills the next, a continuation byte the third:
+    // the ASCII read must not skip the validator that waits for the rest of a code point.
+    let mut server = Connection::server(Config::default());
+    let wire = masked(OpCode::Text, true, b"ab\xc3cd\xa9");
+    let header = wire.len() - 6;
+    let (mut events, mut outcome) = (Vec::new(), Ok(()));
+    for part in [
+        &wire[..header + 3],
+        &wire[header + 3..header + 5],
+        &wire[header + 5..],
+    ] {
+        let (got, result) = feed(&mut server, part);
+        events.extend(got);
+        outcome = outcome.and(result);
+    }
+    assert_eq!((events, outcome), (vec![], Err(ProtocolError::InvalidUtf8)));
+}
+
+/// Text payloads, valid and not: UTF-8 pieces and stray bytes, after an ASCII run whose
+/// length puts code points across the receive path's 32 KiB unmasking slices.
+fn text_payload_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let ascii = prop_oneof![
+        Just(0usize),
+        (32usize << 10) - 3..(32 << 10) + 1,
+        0usize..40_000,
+    ];
+    let pieces = proptest::collection::vec(
+        prop_oneof![
+            4 => "\\PC{0,40}".prop_map(String::into_bytes),
+            2 => "[a-z]{1,8}".prop_map(String::into_bytes),
+            // Continuation bytes, lead bytes, anything.
+            2 => proptest::collection::vec(prop_oneof![0x80u8..0xc0, 0xc2u8..0xf5, any::<u8>()], 1..4),
+        ],
+        0..12,
+    );
+    (ascii, pieces).prop_map(|(ascii, pieces)| {
+        let mut payload = vec![b'a'; ascii];
+        payload.extend(pieces.concat());
+        payload
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The core hands out text as a `String` it made without a second check, so its
+    /// verdict must be std's: any payload, any fragmentation, any chunking of the reads,
+    /// is reported as exactly that text when it is UTF-8 and fails with InvalidUtf8 (and
+    /// no message) when it is not.
+    #[test]
+    fn text_is_reported_exactly_when_std_says_it_is_utf8(
+        payload in text_payload_strategy(),
+        fragment in proptest::option::of(1usize..5000),
+        chunk in proptest::option::of(prop_oneof![Just(1usize), 1usize..8, 1usize..5000]),
+    ) {
+        let mut wire = Vec::new();
+        let pieces: Vec<&[u8]> = match fragment {
+            Some(size) if !payload.is_empty() => payload.chunks(size).collect(),
+            _ => vec![&payload[..]],
+        };
+        for (i, piece) in pieces.iter().enumerate() {
+            let opcode = if i == 0 { OpCode::Text } else { OpCode::Continuation };
+            wire.extend(masked(opcode, i + 1 == pieces.len(), piece));
+        }
+        let mut server = Connection::server(Config::default());
+        let mut events = Vec::new();
+        let mut outcome = Ok(());
+        for part in wire.chunks(chunk.unwrap_or(wire.len())) {
+            let (got, result) = feed(&mut server, part);
+            events.extend(got);
+            outcome = result;
+            if outcome.is_err() {
+                break;
+            }
+        }
+        match std::str::from_utf8(&payload) {
+            Ok(expected) => {
+                prop_assert_eq!(outcome, Ok(()));
+                prop_assert_eq!(events, vec![text(expected)]);
+            }
+            Err(_) => {
+                prop_assert_eq!(outcome, Err(ProtocolError::InvalidUtf8));
+                prop_assert_eq!(events, vec![]);
+            }
+        }
+    }
 }
 
 #[test]
@@ -540,7 +629,7 @@ fn a_payload_sent_by_value_is_written_from_its_buffer_then_reused() {
     let wire = masked(OpCode::Binary, true, b"small");
     let (result, rest) = step(&mut server, &wire);
     assert!(rest.is_empty());
-    let Ok(Some(Event::Message { data, .. })) = result else {
+    let Ok(Some(Event::Message(Message::Binary(data)))) = result else {
         panic!("no message")
     };
     assert_eq!(data, b"small");
@@ -549,7 +638,7 @@ fn a_payload_sent_by_value_is_written_from_its_buffer_then_reused() {
     let wire = masked(OpCode::Binary, true, &[9; 30_000]);
     let (result, rest) = step(&mut server, &wire);
     assert!(rest.is_empty());
-    let Ok(Some(Event::Message { data, .. })) = result else {
+    let Ok(Some(Event::Message(Message::Binary(data)))) = result else {
         panic!("no message")
     };
     assert_eq!((data.len(), data.as_ptr()), (30_000, ptr));
@@ -565,7 +654,7 @@ fn recycled_buffers_are_reused() {
     let wire = masked(OpCode::Binary, true, b"new");
     let (result, rest) = step(&mut server, &wire);
     assert!(rest.is_empty());
-    let Ok(Some(Event::Message { data, .. })) = result else {
+    let Ok(Some(Event::Message(Message::Binary(data)))) = result else {
         panic!("no message")
     };
     assert_eq!(data, b"new");
@@ -620,10 +709,8 @@ proptest! {
         }
         pair.drive(chunk);
         let received = if from_client { &pair.server_events } else { &pair.client_events };
-        let expected: Vec<Event> = messages.iter().map(|(is_text, data)| Event::Message {
-            kind: if *is_text { MessageKind::Text } else { MessageKind::Binary },
-            data: data.clone(),
-        }).collect();
+        let expected: Vec<Event> =
+            messages.iter().map(|(is_text, data)| message(*is_text, data)).collect();
         prop_assert_eq!(received, &expected);
     }
 
@@ -676,10 +763,8 @@ proptest! {
         }
         pair.drive(chunk);
         let received = if from_client { &pair.server_events } else { &pair.client_events };
-        let expected: Vec<Event> = messages.iter().map(|(is_text, data)| Event::Message {
-            kind: if *is_text { MessageKind::Text } else { MessageKind::Binary },
-            data: data.clone(),
-        }).collect();
+        let expected: Vec<Event> =
+            messages.iter().map(|(is_text, data)| message(*is_text, data)).collect();
         prop_assert_eq!(received, &expected);
     }
 
@@ -700,23 +785,23 @@ proptest! {
         let mut expected = Vec::new();
         for (owned, is_text, data) in messages {
             // Text: the bytes as Latin-1 code points, so that any bytes make valid UTF-8.
-            let (kind, data) = if is_text {
-                (MessageKind::Text, data.iter().map(|&b| b as char).collect::<String>().into_bytes())
+            let message = if is_text {
+                Message::Text(data.iter().map(|&b| b as char).collect())
             } else {
-                (MessageKind::Binary, data)
+                Message::Binary(data)
             };
-            expected.push(Event::Message { kind, data: data.clone() });
-            match (owned, kind) {
-                (true, MessageKind::Text) => sender.send_text_owned(String::from_utf8(data).unwrap()),
-                (true, MessageKind::Binary) => sender.send_binary_owned(data),
-                (false, MessageKind::Text) => sender.send_text(std::str::from_utf8(&data).unwrap()),
-                (false, MessageKind::Binary) => sender.send_binary(&data),
+            expected.push(Event::Message(message.clone()));
+            match (owned, message) {
+                (true, Message::Text(text)) => sender.send_text_owned(text),
+                (true, Message::Binary(data)) => sender.send_binary_owned(data),
+                (false, Message::Text(text)) => sender.send_text(&text),
+                (false, Message::Binary(data)) => sender.send_binary(&data),
             }.unwrap();
             sender.send_ping(b"p").unwrap();
         }
         pair.drive(chunk);
         let received: Vec<&Event> = if from_client { &pair.server_events } else { &pair.client_events }
-            .iter().filter(|e| matches!(e, Event::Message { .. })).collect();
+            .iter().filter(|e| matches!(e, Event::Message(_))).collect();
         prop_assert_eq!(received, expected.iter().collect::<Vec<_>>());
     }
 

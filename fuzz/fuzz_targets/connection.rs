@@ -1,12 +1,15 @@
 //! A connection driven by arbitrary bytes, with application commands mixed in. Oracle:
-//! every frame it emits is valid RFC 6455, every close code it emits may be sent, and
-//! nothing follows its Close frame.
+//! every text message it reports is valid UTF-8 (the core builds that `String` without a
+//! second check), every frame it emits is valid RFC 6455, every close code it emits may
+//! be sent, and nothing follows its Close frame.
 #![no_main]
 
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use ws6455_core::{CloseCode, Config, Connection, DeflateConfig, DeflateParams, FixedRandom, Role};
+use ws6455_core::{
+    CloseCode, Config, Connection, DeflateConfig, DeflateParams, FixedRandom, Message, Role,
+};
 use ws6455_fuzz::{assert_valid_output_with, chunks};
 
 fuzz_target!(|data: &[u8]| {
@@ -52,7 +55,14 @@ fuzz_target!(|data: &[u8]| {
         let mut rest = piece;
         // Each call returns an event or takes every byte: the loop ends on its own.
         while let Ok(Some(event)) = conn.receive(now, &mut rest) {
-            if let ws6455_core::Event::Message { data, .. } = event {
+            if let ws6455_core::Event::Message(message) = event {
+                if let Message::Text(text) = &message {
+                    assert!(
+                        std::str::from_utf8(text.as_bytes()).is_ok(),
+                        "invalid text reported"
+                    );
+                }
+                let data = message.into_bytes();
                 // Echo, as an application would (by value when the length is odd, by
                 // reference when even); refused once closing.
                 let _ = if data.len() % 2 == 1 {

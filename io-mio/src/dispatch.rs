@@ -109,13 +109,13 @@ pub(crate) fn feed_open<C: ConnHandler>(
     loop {
         match core.receive(now, &mut data) {
             Ok(None) => return,
-            Ok(Some(Event::Message { kind, data })) => {
+            Ok(Some(Event::Message(message))) => {
                 if conn.errored {
-                    core.recycle(data);
+                    core.recycle(message.into_bytes());
                     continue;
                 }
                 let outcome = call(inner, &conn.shared, core, now, || {
-                    guarded(|| app.on_message(kind, data))
+                    guarded(|| app.on_message(message))
                 });
                 // What the callback sent before failing goes out before the Close.
                 inner.apply_commands_for(&conn.shared, core, now);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ws6455_core::accept::Choices;
 use ws6455_core::handshake::{HandshakeError, Request};
-use ws6455_core::{CloseCode, CloseStatus, MessageKind, ProtocolError};
+use ws6455_core::{CloseCode, CloseStatus, Message, ProtocolError};
 
 use crate::handle::ConnShared;
 
@@ -153,9 +153,10 @@ pub trait ConnHandler: Send + 'static {
     /// The connection is open.
     fn on_open(&mut self);
 
-    /// A whole message arrived. Returning an error fails the connection with the error's
-    /// close code (e.g. [`ConnError::InvalidData`]: 1007).
-    fn on_message(&mut self, kind: MessageKind, data: Vec<u8>) -> Result<(), ConnError>;
+    /// A whole message arrived (its text validated by the core: take the `String` as it
+    /// is). Returning an error fails the connection with the error's close code (e.g.
+    /// [`ConnError::InvalidData`]: 1007).
+    fn on_message(&mut self, message: Message) -> Result<(), ConnError>;
 
     /// The connection failed; at most once, before `on_close`.
     fn on_error(&mut self, error: &ConnError);

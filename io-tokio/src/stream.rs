@@ -17,9 +17,7 @@ use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use ws6455_core::close::CloseFrame;
-use ws6455_core::{
-    BufferPool, CloseCode, Connection, ConnectionState, Event, Expired, MessageKind,
-};
+use ws6455_core::{BufferPool, CloseCode, Connection, ConnectionState, Event, Expired};
 
 use crate::sender::{Queue, Sender, QUEUE_CAPACITY};
 
@@ -111,18 +109,8 @@ pub(crate) fn now() -> Instant {
 
 fn message_of(event: Event) -> Message {
     match event {
-        Event::Message {
-            kind: MessageKind::Text,
-            data,
-        } => match String::from_utf8(data) {
-            Ok(text) => Message::Text(text),
-            // The core validated the UTF-8: never taken.
-            Err(e) => Message::Binary(e.into_bytes()),
-        },
-        Event::Message {
-            kind: MessageKind::Binary,
-            data,
-        } => Message::Binary(data),
+        Event::Message(ws6455_core::Message::Text(text)) => Message::Text(text),
+        Event::Message(ws6455_core::Message::Binary(data)) => Message::Binary(data),
         Event::Ping(payload) => Message::Ping(payload),
         Event::Pong(payload) => Message::Pong(payload),
         Event::Close(frame) => Message::Close(Some(frame)),

@@ -2,10 +2,12 @@
 //! closing handshake and the connection's timers (RFC 6455 sections 5, 6 and 7) as a
 //! sans-IO state machine.
 //!
-//! One job a file: the public types and the state here, the receive path in
+//! One job a file: the public types and the state here, received messages in
+//! `message.rs`, the receive path in
 //! [`receive`](self) (`receive.rs`), commands and framing of outgoing messages in
 //! `send.rs`, deadlines in `timers.rs`.
 
+mod message;
 mod receive;
 mod send;
 mod timers;
@@ -23,6 +25,7 @@ use crate::output::OutputQueue;
 use crate::random::RandomSource;
 use crate::Role;
 
+pub use message::{Message, MessageKind};
 use receive::Assembly;
 pub use send::check_control;
 pub use timers::{Expired, RELEASE_AFTER};
@@ -45,28 +48,12 @@ pub enum ConnectionState {
     Closed,
 }
 
-/// The kind of a data message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MessageKind {
-    /// UTF-8 text (validated before the message is reported).
-    Text,
-    /// Arbitrary bytes.
-    Binary,
-}
-
 /// Something the peer did, returned by [`Connection::receive`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A whole data message. For [`MessageKind::Text`] the bytes are valid UTF-8.
-    /// Hand the buffer back with [`Connection::recycle`] to avoid an allocation per message.
-    /// The buffer may be a reused one with more capacity than the message (at most four
-    /// times its length, or 64 KiB): call `shrink_to_fit` before keeping many of them.
-    Message {
-        /// Text or binary.
-        kind: MessageKind,
-        /// The payload, all fragments joined and unmasked.
-        data: Vec<u8>,
-    },
+    /// A whole data message; its text is valid UTF-8. Hand the buffer back with
+    /// [`Connection::recycle`] to avoid an allocation per message.
+    Message(Message),
     /// A Ping (already answered when [`Config::auto_pong`](crate::Config::auto_pong) is on).
     Ping(Vec<u8>),
     /// A Pong, solicited or not.
@@ -143,15 +130,15 @@ struct CurrentFrame {
 ///
 /// ```
 /// use std::time::Instant;
-/// use ws6455_core::{Config, Connection, Event, MessageKind};
+/// use ws6455_core::{Config, Connection, Event, Message};
 ///
 /// let mut server = Connection::server(Config::default());
 /// // A masked text frame "Hello" from RFC 6455 section 5.7.
 /// let input = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
 /// let mut rest = &input[..];
 /// while let Some(event) = server.receive(Instant::now(), &mut rest).unwrap() {
-///     let Event::Message { kind: MessageKind::Text, data } = event else { panic!() };
-///     assert_eq!(data, b"Hello");
+///     let Event::Message(Message::Text(text)) = event else { panic!() };
+///     assert_eq!(text, "Hello");
 ///     server.send_text("Hello").unwrap(); // answered before the next frame is decoded
 /// }
 /// assert!(rest.is_empty());

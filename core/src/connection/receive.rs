@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{CloseStatus, Connection, CurrentFrame, Event, MessageKind, State};
+use super::{CloseStatus, Connection, CurrentFrame, Event, Message, MessageKind, State};
 use crate::close::{parse_close_payload, CloseCode};
 use crate::decoder::FramePart;
 use crate::deflate::{DeflateCodec, InflateError};
@@ -60,7 +60,10 @@ pub(super) struct Assembly {
 /// holds on to a large message's allocation.
 fn take_spare(spare: &mut Vec<u8>, len: u64) -> Vec<u8> {
     if spare.capacity() as u64 <= len.saturating_mul(4).max(SMALL_SPARE as u64) {
-        std::mem::take(spare)
+        let mut buffer = std::mem::take(spare);
+        // Empty already (every way into `spare` clears); the text paths rely on it.
+        buffer.clear();
+        buffer
     } else {
         Vec::new()
     }
@@ -277,7 +280,12 @@ impl Connection {
                 data.extend_from_slice(payload);
             }
         }
-        Ok(Some((end as usize, Event::Message { kind, data })))
+        // SAFETY: `data` is exactly the payload (the spare buffer comes back empty from
+        // `take_spare`); for text it was found to be all ASCII by `extend_unmasked` or
+        // accepted by `str::from_utf8` just above, else this returned InvalidUtf8.
+        #[allow(unsafe_code)]
+        let message = unsafe { Message::validated(kind, data) };
+        Ok(Some((end as usize, Event::Message(message))))
     }
 
     fn on_header(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
@@ -426,7 +434,13 @@ impl Connection {
                     return Err(ProtocolError::InvalidUtf8);
                 }
                 let data = std::mem::take(&mut a.message_data);
-                Ok(Some(Event::Message { kind, data }))
+                // SAFETY: every byte of `message_data` went through the validator `utf8`
+                // (`feed` per unmasked or inflated slice; an ASCII slice at a code point
+                // boundary leaves it unchanged), it starts empty per message, and `finish`
+                // just said no code point was cut short, else this returned InvalidUtf8.
+                #[allow(unsafe_code)]
+                let message = unsafe { Message::validated(kind, data) };
+                Ok(Some(Event::Message(message)))
             }
             // A message that was cut short by our Close: drop what was kept of it.
             _ => {
@@ -559,10 +573,10 @@ mod tests {
         server.release_idle_memory_into(drop);
         assert!(server.receiving(), "kept through a release mid-message");
         let events = feed(&mut server, &last[4..]);
-        let [Event::Message { data, .. }] = &events[..] else {
+        let [Event::Message(Message::Text(text))] = &events[..] else {
             panic!("{events:?}");
         };
-        assert_eq!(data, b"hello");
+        assert_eq!(text, "hello");
         assert!(server.holds_releasable_memory());
         server.release_idle_memory_into(drop);
         assert!(server.assembly.is_none(), "freed once idle");
@@ -595,7 +609,7 @@ mod tests {
         let mut server = Connection::server(Config::default());
         let mut wire = masked_header(64);
         wire.extend_from_slice(&[7; 64]);
-        let [Event::Message { data, .. }] = &feed(&mut server, &wire)[..] else {
+        let [Event::Message(Message::Binary(data))] = &feed(&mut server, &wire)[..] else {
             panic!("one message");
         };
         // A capacity of its own tells the buffer apart (a freed block's address may come
@@ -603,7 +617,7 @@ mod tests {
         let mut reply = Vec::with_capacity(1000);
         reply.extend_from_slice(data);
         server.send_binary_owned(reply).unwrap();
-        let [Event::Message { data, .. }] = &feed(&mut server, &wire)[..] else {
+        let [Event::Message(Message::Binary(data))] = &feed(&mut server, &wire)[..] else {
             panic!("one message");
         };
         assert_eq!(data.capacity(), 1000, "the buffer sent back was reused");
@@ -621,7 +635,7 @@ mod tests {
         assert!(pool.is_empty(), "one for the message, one for the output");
         let mut wire = masked_header(64);
         wire.extend_from_slice(&[7; 64]);
-        let [Event::Message { data, .. }] = &feed(&mut server, &wire)[..] else {
+        let [Event::Message(Message::Binary(data))] = &feed(&mut server, &wire)[..] else {
             panic!("one message");
         };
         assert_eq!(data.capacity(), 2000, "the message is in the lent buffer");
@@ -663,7 +677,7 @@ mod tests {
                 capacity = server.assembly.as_ref().unwrap().message_data.capacity();
             }
         }
-        let [Event::Message { data, .. }] = &events[..] else {
+        let [Event::Message(Message::Binary(data))] = &events[..] else {
             panic!("one message: {events:?}");
         };
         assert_eq!(data.len() as u64, size);

@@ -238,10 +238,10 @@ mod tests {
         let hello = [0x81, 0x85, 0, 0, 0, 0, b'h', b'e', b'l', b'l', b'o'];
         let echo = |server: &mut Connection, now: Instant| {
             let mut events = feed(server, now, &hello);
-            let Some(Event::Message { data, .. }) = events.pop() else {
+            let Some(Event::Message(message)) = events.pop() else {
                 panic!("no message");
             };
-            server.send_binary_owned(data).unwrap();
+            server.send_binary_owned(message.into_bytes()).unwrap();
             drain(server)
         };
         assert_eq!(
@@ -287,7 +287,8 @@ mod tests {
         let mut server = Connection::server(config);
         let large = binary_frame(crate::LARGE_BUFFER);
         let echo = |server: &mut Connection, now: Instant, frame: &[u8]| {
-            let Some(Event::Message { data, .. }) = feed(server, now, frame).pop() else {
+            let Some(Event::Message(crate::Message::Binary(data))) = feed(server, now, frame).pop()
+            else {
                 panic!("no message");
             };
             let at = data.as_ptr();
