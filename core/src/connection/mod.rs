@@ -52,7 +52,7 @@ pub enum ConnectionState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A whole data message; its text is valid UTF-8. Hand the buffer back with
-    /// [`Connection::recycle`] to avoid an allocation per message.
+    /// [`Connection::recycle`]`(message.into_bytes())` to avoid an allocation per message.
     Message(Message),
     /// A Ping (already answered when [`Config::auto_pong`](crate::Config::auto_pong) is on).
     Ping(Vec<u8>),

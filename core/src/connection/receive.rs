@@ -436,8 +436,10 @@ impl Connection {
                 let data = std::mem::take(&mut a.message_data);
                 // SAFETY: every byte of `message_data` went through the validator `utf8`
                 // (`feed` per unmasked or inflated slice; an ASCII slice at a code point
-                // boundary leaves it unchanged), it starts empty per message, and `finish`
-                // just said no code point was cut short, else this returned InvalidUtf8.
+                // boundary leaves it unchanged), it and the validator start empty per message
+                // (a delivered message takes the buffer, a discarded one clears it, `finish`
+                // resets the validator; an error leaves them dirty but fails the connection
+                // for good), and `finish` just said no code point was cut short.
                 #[allow(unsafe_code)]
                 let message = unsafe { Message::validated(kind, data) };
                 Ok(Some(Event::Message(message)))
