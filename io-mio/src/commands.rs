@@ -182,7 +182,7 @@ impl<H: Handler> Running<H> {
                     }
                     self.update(key);
                 }
-                Phase::Handshake(_) | Phase::Responding(_) => {
+                Phase::Http(_) => {
                     self.remove(key);
                 }
             }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use ws6455_core::close::truncate_reason;
 use ws6455_core::{Connection, ConnectionState, Event};
 
-use crate::conn::{Conn, Phase};
+use crate::conn::{Conn, Http, Phase};
 use crate::handle::{over_cap, ConnShared, HandleInner, Status};
 use crate::handler::{ConnError, ConnHandler, Decision, Handler};
 
@@ -135,7 +135,7 @@ pub(crate) fn feed_open<C: ConnHandler>(
         conn.shared.set_unwritten(core.pending_output_len());
         if !data.is_empty() && over_cap(conn.shared.buffered_amount(), conn.shared.max_buffered()) {
             // Backpressure between two messages: keep the rest for when the buffer drains.
-            conn.unread = [&conn.unread[..], data].concat().into();
+            conn.unread.get_or_insert_default().extend_from_slice(data);
             conn.read_paused = true;
             return;
         }
@@ -151,8 +151,11 @@ pub(crate) fn feed<H: Handler>(
     data: &[u8],
     now: Instant,
 ) {
-    let Phase::Handshake(hs) = &mut conn.phase else {
+    let Phase::Http(http) = &mut conn.phase else {
         return feed_open(inner, conn, data, now);
+    };
+    let Http::Handshake(hs) = &mut **http else {
+        return;
     };
     let remote = hs.remote;
     let accepted = match hs.acceptor.receive_data(now, data) {
@@ -165,13 +168,13 @@ pub(crate) fn feed<H: Handler>(
                 refused.error
             );
             let _ = guarded(|| handler.on_bad_request(&refused.error, remote));
-            conn.phase = Phase::Responding(Box::new(refused.reply));
+            conn.phase = Phase::responding(refused.reply);
             return;
         }
     };
     if hs.over_limit {
         let reply = accepted.reject(503, "the server is at its connection limit", now);
-        conn.phase = Phase::Responding(Box::new(reply));
+        conn.phase = Phase::responding(reply);
         return;
     }
     if !accepted.is_websocket() {
@@ -179,19 +182,19 @@ pub(crate) fn feed<H: Handler>(
             Ok(response) => accepted.respond(response, now),
             Err(_) => accepted.reject(500, "the server's handler failed", now),
         };
-        conn.phase = Phase::Responding(Box::new(reply));
+        conn.phase = Phase::responding(reply);
         return;
     }
     let decision = guarded(|| handler.on_request(accepted.request(), remote, &conn.shared));
     let (app, choices) = match decision {
         Ok(Decision::Accept { conn: app, choices }) => (app, choices),
         Ok(Decision::Respond(bytes)) => {
-            conn.phase = Phase::Responding(Box::new(accepted.respond(bytes, now)));
+            conn.phase = Phase::responding(accepted.respond(bytes, now));
             return;
         }
         Err(_) => {
             let reply = accepted.reject(500, "the server's handler failed", now);
-            conn.phase = Phase::Responding(Box::new(reply));
+            conn.phase = Phase::responding(reply);
             return;
         }
     };
@@ -205,7 +208,7 @@ pub(crate) fn feed<H: Handler>(
         // The application's choices would break the handshake: refused, not opened.
         Err(reply) => {
             drop(app);
-            conn.phase = Phase::Responding(Box::new(reply));
+            conn.phase = Phase::responding(reply);
             return;
         }
     }

@@ -17,7 +17,7 @@ use ws6455_core::accept::Acceptor;
 use ws6455_core::{BufferPool, ConnectionState, Expired};
 
 use crate::config::LoopConfig;
-use crate::conn::{Conn, Handshaking, Phase};
+use crate::conn::{Conn, Handshaking, Http, Phase};
 use crate::dispatch::{fail_open, feed, guarded};
 use crate::handle::{over_cap, ConnShared, HandleInner, LoopHandle, Status, CURRENT_LOOP, LOCAL};
 use crate::handler::{AcceptProblem, ConnError, ConnHandler, Handler};
@@ -405,8 +405,13 @@ impl<H: Handler> Running<H> {
         entry.insert(Conn::new(
             transport,
             shared,
-            Phase::Handshake(Box::new(handshake)),
+            Phase::Http(Box::new(Http::Handshake(handshake))),
         ));
+        // A client writes its request as soon as it is connected, so it is usually in
+        // the socket already: reading it now answers in this turn instead of the next
+        // poll's (epoll checks readiness again before reporting, so a request read here
+        // is not reported a second time).
+        self.read(key);
         self.update(key);
     }
 
@@ -415,7 +420,9 @@ impl<H: Handler> Running<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            if conn.read_paused || conn.eof || matches!(conn.phase, Phase::Responding(_)) {
+            let responding =
+                matches!(&conn.phase, Phase::Http(http) if matches!(**http, Http::Responding(_)));
+            if conn.read_paused || conn.eof || responding {
                 return;
             }
             if turn == READS_PER_TURN {
@@ -426,8 +433,7 @@ impl<H: Handler> Running<H> {
                 return;
             }
             let inner = &self.handle.inner;
-            if !conn.unread.is_empty() {
-                let unread = std::mem::take(&mut conn.unread);
+            if let Some(unread) = conn.unread.take() {
                 feed(&mut self.handler, inner, conn, &unread, Instant::now());
                 continue;
             }
@@ -449,7 +455,7 @@ impl<H: Handler> Running<H> {
                     // message at one message in flight. (TCP urgent data also ends a
                     // read short without a new edge; it only stalls the connection that
                     // sent it, whose stream it corrupts anyway.)
-                    if conn.unread.is_empty()
+                    if conn.unread.is_none()
                         && !conn.read_closed
                         && conn.transport.short_read_drains(n, self.read_buf.len())
                     {
@@ -470,7 +476,14 @@ impl<H: Handler> Running<H> {
             let tls = error
                 .get_ref()
                 .and_then(|e| e.downcast_ref::<rustls::Error>());
-            if let (Some(tls), Phase::Handshake(hs)) = (tls, &conn.phase) {
+            let handshake = match &conn.phase {
+                Phase::Http(http) => match &**http {
+                    Http::Handshake(hs) => Some(hs),
+                    Http::Responding(_) => None,
+                },
+                Phase::Open { .. } => None,
+            };
+            if let (Some(tls), Some(hs)) = (tls, handshake) {
                 let remote = hs.remote;
                 log::debug!("{remote}: TLS handshake failed: {tls}");
                 let _ = guarded(|| self.handler.on_tls_error(tls, remote));
@@ -641,8 +654,10 @@ impl<H: Handler> Running<H> {
         let conn = &mut self.conns[key];
         let expired = match &mut conn.phase {
             // A handshake that took too long (slowloris) or an answer nobody reads.
-            Phase::Handshake(hs) => hs.acceptor.handle_timeout(now),
-            Phase::Responding(reply) => reply.handle_timeout(now),
+            Phase::Http(http) => match &mut **http {
+                Http::Handshake(hs) => hs.acceptor.handle_timeout(now),
+                Http::Responding(reply) => reply.handle_timeout(now),
+            },
             Phase::Open { core, app } => match core.handle_timeout(now) {
                 Some(Expired::Pong) => {
                     let error = ConnError::Timeout("pong");

@@ -87,6 +87,13 @@ impl ConnShared {
         self.id
     }
 
+    /// The connection's key in its loop, once a loop holds it: small, dense, and reused
+    /// by a later connection of the same loop once this one has ended (its close
+    /// callback has run).
+    pub fn loop_key(&self) -> Option<usize> {
+        Some(self.token()).filter(|&token| token != usize::MAX)
+    }
+
     pub(crate) fn token(&self) -> usize {
         match self.token.load(Ordering::Acquire) {
             u32::MAX => usize::MAX,

@@ -6,11 +6,14 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
-/// A deadline, in nanoseconds since the heap's epoch: 584 years of range, exact.
+/// A deadline, in nanoseconds since the heap's epoch: 584 years of range, exact (the
+/// epoch itself counts as its first nanosecond). Never zero, so that a connection's
+/// `Option<Deadline>` takes 8 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Deadline(u64);
+pub(crate) struct Deadline(NonZeroU64);
 
 #[derive(Debug)]
 pub(crate) struct Timers {
@@ -31,11 +34,12 @@ impl Timers {
     /// `at` as a deadline of this heap (the epoch, for an instant before it).
     pub(crate) fn deadline(&self, at: Instant) -> Deadline {
         let nanos = at.saturating_duration_since(self.epoch).as_nanos();
-        Deadline(u64::try_from(nanos).unwrap_or(u64::MAX))
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        Deadline(NonZeroU64::new(nanos).unwrap_or(NonZeroU64::MIN))
     }
 
     fn instant(&self, deadline: Deadline) -> Instant {
-        self.epoch + Duration::from_nanos(deadline.0)
+        self.epoch + Duration::from_nanos(deadline.0.get())
     }
 
     /// Schedules a wake-up for the connection at `key` with id `id`.

@@ -99,8 +99,8 @@ impl Handler for Glue {
                 conn: ConnHandle::new(shared.clone(), self.web.loops[self.index].clone()),
                 handler,
                 server: inner.clone(),
-                remote_address: remote,
-                subprotocol: subprotocol.as_deref().map(Box::from),
+                remote_address: remote.into(),
+                subprotocol: subprotocol.clone().map(Box::new),
                 // Loops are threads: a handful.
                 loop_index: self.index as u32,
                 opened: std::sync::atomic::AtomicBool::new(false),

@@ -64,6 +64,7 @@ mod backplane;
 mod connection;
 mod glue;
 mod server;
+mod table;
 mod topics;
 mod types;
 mod web;

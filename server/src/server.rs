@@ -1,6 +1,5 @@
 //! `WebSocketServer`: binds, runs the loops, and hands out connection handles.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -13,6 +12,7 @@ use ws6455_mio::{LoopConfig, LoopHandle, Outgoing};
 
 use crate::backplane::Relay;
 use crate::connection::{ConnectionHandler, WebSocketConnection};
+use crate::table::ConnectionTable;
 use crate::topics::{check_name, server_frame, TopicOptions, TopicStats, Topics};
 use crate::types::{ConnectionEvent, HttpResponse, Request};
 use crate::web::{wait_until_done, HttpSide, WebInner, WebOptions, WebServer};
@@ -121,7 +121,7 @@ pub(crate) struct ServerInner {
     pub(crate) web: Arc<WebInner>,
     /// The web server was started by `new` for this server alone, and ends with it.
     owns_web: bool,
-    pub(crate) connections: Mutex<BTreeMap<u64, WebSocketConnection>>,
+    pub(crate) connections: Mutex<ConnectionTable>,
     /// This server alone is terminating (set under the `connections` lock): its path
     /// takes no new connections, and it finishes when its last connection ends.
     closing: AtomicBool,
@@ -198,7 +198,7 @@ impl ServerInner {
         if !ws.inner.opened.swap(true, Ordering::AcqRel) {
             self.opening.fetch_sub(1, Ordering::AcqRel);
         }
-        map.insert(ws.id(), ws.clone());
+        map.insert(ws.clone());
         if self.is_closing() {
             close_gracefully(ws);
         }
@@ -229,9 +229,9 @@ impl ServerInner {
 
     /// A connection ended: out of `connections`. True when it was the last one of a
     /// terminating server, which the caller then finishes.
-    pub(crate) fn connection_ended(&self, id: u64) -> bool {
+    pub(crate) fn connection_ended(&self, ws: &WebSocketConnection) -> bool {
         let mut map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&id);
+        map.remove(ws);
         map.is_empty() && self.opening.load(Ordering::Acquire) == 0 && self.is_closing()
     }
 
@@ -243,7 +243,7 @@ impl ServerInner {
             let map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
             self.closing.store(true, Ordering::Release);
             let opening = self.opening.load(Ordering::Acquire);
-            (map.values().cloned().collect(), opening)
+            (map.iter().cloned().collect(), opening)
         };
         // Connections still opening are closed as they open (`connection_opened`).
         if conns.is_empty() && opening == 0 {
@@ -364,7 +364,7 @@ impl WebSocketServer {
             options,
             web: web.clone(),
             owns_web,
-            connections: Mutex::new(BTreeMap::new()),
+            connections: Mutex::new(ConnectionTable::default()),
             closing: AtomicBool::new(false),
             opening: AtomicUsize::new(0),
             finished: AtomicBool::new(false),
@@ -393,7 +393,8 @@ impl WebSocketServer {
         Ok(server)
     }
 
-    /// Every current connection: opened (after its `on_open` began) and not Closed. A
+    /// Every current connection, in no particular order: opened (after its `on_open`
+    /// began) and not Closed. A
     /// connection leaves as soon as its status is Closed, even while its last bytes are
     /// still being written; one refused or dropped before it opened never appears.
     pub fn connections(&self) -> Vec<WebSocketConnection> {
@@ -402,7 +403,7 @@ impl WebSocketServer {
             .connections
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        map.values()
+        map.iter()
             .filter(|ws| ws.status() != ws6455_mio::Status::Closed)
             .cloned()
             .collect()

@@ -158,12 +158,16 @@ pub struct Connection {
     deflate: Option<Box<DeflateCodec>>,
     /// A buffer handed back by the application, reused for the next message.
     spare: Vec<u8>,
-    /// Bytes that arrived with the opening handshake, decoded before the next input.
-    early_input: Box<[u8]>,
+    /// Bytes that arrived with the opening handshake, decoded before the next input
+    /// (`None` when there are none: a thin pointer, 8 bytes in every connection).
+    #[allow(clippy::box_collection)] // the box is the point: a thin pointer
+    early_input: Option<Box<Vec<u8>>>,
     /// When the peer last sent anything; `None` until the first call that passes time.
     last_input: Option<Instant>,
-    /// When our keepalive Ping went out, if no input has arrived since.
-    ping_sent: Option<Instant>,
+    /// When our keepalive Ping went out, if no input has arrived since, as milliseconds
+    /// after `last_input` rounded up (4 bytes where an `Instant` takes 16; the pong
+    /// deadline is at most a millisecond late); [`NO_PING`] when none is out.
+    ping_sent_after: u32,
     /// The transport should close now, output or not: a deadline passed, or the
     /// transport itself ended or failed.
     close_now: bool,
@@ -171,8 +175,19 @@ pub struct Connection {
     /// falls silent (true: [`wait_for_peer_close`](Self::wait_for_peer_close)).
     close_while_peer_alive: bool,
     output: OutputQueue,
-    random: Option<Box<dyn RandomSource>>,
+    /// A client's source of masking keys; servers have none. Boxed twice: a thin
+    /// pointer, 8 bytes in every connection where a `Box<dyn>` takes 16.
+    random: Option<Box<Box<dyn RandomSource>>>,
 }
+
+/// `ping_sent_after` when no keepalive Ping is out.
+const NO_PING: u32 = u32::MAX;
+
+// Every connection of a server carries one, idle or not: its size is a budget (memory
+// per idle connection, `benches/src/bin/idle_memory.rs`), 208 bytes with the allocator's
+// header. Grow it only where a benchmark says it pays.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Connection>() <= 200);
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -216,13 +231,13 @@ impl Connection {
             assembly: None,
             deflate: None,
             spare: Vec::new(),
-            early_input: Box::default(),
+            early_input: None,
             last_input: None,
-            ping_sent: None,
+            ping_sent_after: NO_PING,
             close_now: false,
             close_while_peer_alive: false,
             output: OutputQueue::default(),
-            random,
+            random: random.map(Box::new),
         }
     }
 
@@ -245,7 +260,7 @@ impl Connection {
     /// [`receive`](Self::receive), the timers started at `now`.
     pub(crate) fn after_handshake(&mut self, answer: Vec<u8>, early_input: Vec<u8>, now: Instant) {
         self.output.push_owned(answer);
-        self.early_input = early_input.into_boxed_slice();
+        self.early_input = (!early_input.is_empty()).then(|| Box::new(early_input));
         self.last_input = Some(now);
     }
 
@@ -294,7 +309,7 @@ impl Connection {
     /// True while bytes received with the opening handshake wait to be decoded: call
     /// [`receive`](Self::receive), with no new input if there is none.
     pub fn has_early_input(&self) -> bool {
-        !self.early_input.is_empty()
+        self.early_input.is_some()
     }
 
     // ----- memory -----

@@ -100,7 +100,7 @@ impl Connection {
         now: Instant,
         input: &mut &[u8],
     ) -> Result<Option<Event>, ProtocolError> {
-        if matches!(self.state, State::Closed(_)) || !self.early_input.is_empty() {
+        if matches!(self.state, State::Closed(_)) || self.early_input.is_some() {
             return self.receive_after(now, input);
         }
         self.receive_input(now, input)
@@ -119,11 +119,15 @@ impl Connection {
             *input = &[];
             return Err(error.clone());
         }
-        let early = std::mem::take(&mut self.early_input);
+        let Some(mut early) = self.early_input.take() else {
+            return self.receive_input(now, input);
+        };
         let mut rest = &early[..];
         let result = self.receive_input(now, &mut rest);
         if !rest.is_empty() {
-            self.early_input = rest.into();
+            let consumed = early.len() - rest.len();
+            early.drain(..consumed);
+            self.early_input = Some(early);
         }
         match result {
             Ok(None) => self.receive_input(now, input),
@@ -146,7 +150,7 @@ impl Connection {
             return Ok(None);
         }
         self.last_input = Some(now);
-        self.ping_sent = None;
+        self.ping_sent_after = super::NO_PING;
         match self.receive_whole_message(input) {
             Ok(None) => self.receive_frames(now, input),
             Ok(Some((used, event))) => {

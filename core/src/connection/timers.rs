@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Connection, State};
+use super::{Connection, State, NO_PING};
 use crate::close::CloseCode;
 
 /// A deadline that passed, as [`Connection::handle_timeout`] reports it.
@@ -40,7 +40,22 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+/// `now` as whole milliseconds after `last`, rounded up, short of [`NO_PING`].
+fn millis_after(last: Instant, now: Instant) -> u32 {
+    let nanos = now.saturating_duration_since(last).as_nanos();
+    let millis = nanos.div_ceil(1_000_000);
+    u32::try_from(millis)
+        .unwrap_or(NO_PING - 1)
+        .min(NO_PING - 1)
+}
+
 impl Connection {
+    /// When the keepalive Ping that is out went (to the next millisecond after it).
+    fn ping_sent(&self, last_input: Instant) -> Option<Instant> {
+        (self.ping_sent_after != NO_PING)
+            .then(|| last_input + Duration::from_millis(self.ping_sent_after.into()))
+    }
+
     /// When the kept buffers are to be released: only once the output is written (a
     /// release frees nothing before) and while there is something to release.
     fn release_due(&self, last_input: Instant) -> Option<Instant> {
@@ -62,10 +77,12 @@ impl Connection {
                 let last = self.last_input?;
                 let config = &self.config;
                 let idle = config.idle_timeout.map(|idle| last + idle);
-                let ping = config.ping_interval.map(|interval| match self.ping_sent {
-                    Some(sent) => sent + config.pong_timeout,
-                    None => last + interval,
-                });
+                let ping = config
+                    .ping_interval
+                    .map(|interval| match self.ping_sent(last) {
+                        Some(sent) => sent + config.pong_timeout,
+                        None => last + interval,
+                    });
                 let release = self.release_due(last);
                 earliest(earliest(idle, ping), release)
             }
@@ -97,10 +114,10 @@ impl Connection {
                     return Some(Expired::Idle);
                 }
                 let interval = config.ping_interval?;
-                match self.ping_sent {
+                match self.ping_sent(last) {
                     None if now >= last + interval => {
                         let _ = self.send_ping(b"");
-                        self.ping_sent = Some(now);
+                        self.ping_sent_after = millis_after(last, now);
                     }
                     Some(sent) if now >= sent + config.pong_timeout => {
                         self.abort("no pong to the keepalive ping");
