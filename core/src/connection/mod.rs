@@ -154,14 +154,8 @@ pub struct Connection {
     /// The frame and message being received piece by piece; made when the first one
     /// comes, freed with the idle buffers (whole small messages never need it).
     assembly: Option<Box<Assembly>>,
-    /// permessage-deflate, once negotiated.
-    deflate: Option<Box<DeflateCodec>>,
     /// A buffer handed back by the application, reused for the next message.
     spare: Vec<u8>,
-    /// Bytes that arrived with the opening handshake, decoded before the next input
-    /// (`None` when there are none: a thin pointer, 8 bytes in every connection).
-    #[allow(clippy::box_collection)] // the box is the point: a thin pointer
-    early_input: Option<Box<Vec<u8>>>,
     /// When the peer last sent anything; `None` until the first call that passes time.
     last_input: Option<Instant>,
     /// When our keepalive Ping went out, if no input has arrived since, as milliseconds
@@ -175,19 +169,37 @@ pub struct Connection {
     /// falls silent (true: [`wait_for_peer_close`](Self::wait_for_peer_close)).
     close_while_peer_alive: bool,
     output: OutputQueue,
-    /// A client's source of masking keys; servers have none. Boxed twice: a thin
-    /// pointer, 8 bytes in every connection where a `Box<dyn>` takes 16.
-    random: Option<Box<Box<dyn RandomSource>>>,
+    /// What only some connections have (`None` for a server connection without
+    /// permessage-deflate, once the bytes that came with its handshake are decoded).
+    extras: Option<Box<Extras>>,
+}
+
+/// The state only some connections have, boxed together: every connection carries one
+/// pointer for it, where the three fields took 40 bytes (memory per idle connection).
+#[derive(Default)]
+struct Extras {
+    /// permessage-deflate, once negotiated.
+    deflate: Option<DeflateCodec>,
+    /// A client's source of masking keys; servers have none.
+    random: Option<Box<dyn RandomSource>>,
+    /// Bytes that arrived with the opening handshake, decoded before the next input.
+    early_input: Vec<u8>,
+}
+
+impl Extras {
+    fn is_empty(&self) -> bool {
+        self.deflate.is_none() && self.random.is_none() && self.early_input.is_empty()
+    }
 }
 
 /// `ping_sent_after` when no keepalive Ping is out.
 const NO_PING: u32 = u32::MAX;
 
 // Every connection of a server carries one, idle or not: its size is a budget (memory
-// per idle connection, `benches/src/bin/idle_memory.rs`), 208 bytes with the allocator's
+// per idle connection, `benches/src/bin/idle_memory.rs`), 192 bytes with the allocator's
 // header. Grow it only where a benchmark says it pays.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Connection>() <= 200);
+const _: () = assert!(std::mem::size_of::<Connection>() <= 184);
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,15 +241,18 @@ impl Connection {
             config,
             state: State::Open,
             assembly: None,
-            deflate: None,
             spare: Vec::new(),
-            early_input: None,
             last_input: None,
             ping_sent_after: NO_PING,
             close_now: false,
             close_while_peer_alive: false,
             output: OutputQueue::default(),
-            random: random.map(Box::new),
+            extras: random.map(|random| {
+                Box::new(Extras {
+                    random: Some(random),
+                    ..Extras::default()
+                })
+            }),
         }
     }
 
@@ -247,12 +262,17 @@ impl Connection {
     /// input or output. The acceptor and the connector do it for you.
     pub fn enable_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) {
         self.decoder.allow_rsv(0b100);
-        self.deflate = Some(Box::new(DeflateCodec::new(
+        self.extras.get_or_insert_default().deflate = Some(DeflateCodec::new(
             params,
             self.role == Role::Server,
             config.threshold,
             config.level,
-        )));
+        ));
+    }
+
+    /// The permessage-deflate codec, once negotiated.
+    fn deflate(&self) -> Option<&DeflateCodec> {
+        self.extras.as_ref().and_then(|e| e.deflate.as_ref())
     }
 
     /// What the opening handshake leaves behind: its answer (a server's 101) first in the
@@ -260,7 +280,9 @@ impl Connection {
     /// [`receive`](Self::receive), the timers started at `now`.
     pub(crate) fn after_handshake(&mut self, answer: Vec<u8>, early_input: Vec<u8>, now: Instant) {
         self.output.push_owned(answer);
-        self.early_input = (!early_input.is_empty()).then(|| Box::new(early_input));
+        if !early_input.is_empty() {
+            self.extras.get_or_insert_default().early_input = early_input;
+        }
         self.last_input = Some(now);
     }
 
@@ -268,7 +290,7 @@ impl Connection {
 
     /// The permessage-deflate parameters agreed in the handshake, when it is on.
     pub fn deflate_params(&self) -> Option<DeflateParams> {
-        self.deflate.as_ref().map(|codec| codec.params)
+        self.deflate().map(|codec| codec.params)
     }
 
     /// Which side of the connection this is.
@@ -309,7 +331,9 @@ impl Connection {
     /// True while bytes received with the opening handshake wait to be decoded: call
     /// [`receive`](Self::receive), with no new input if there is none.
     pub fn has_early_input(&self) -> bool {
-        self.early_input.is_some()
+        self.extras
+            .as_ref()
+            .is_some_and(|e| !e.early_input.is_empty())
     }
 
     // ----- memory -----
@@ -367,7 +391,7 @@ impl Connection {
             }
         }
         if !self.receiving() {
-            if let Some(codec) = &mut self.deflate {
+            if let Some(codec) = self.extras.as_mut().and_then(|e| e.deflate.as_mut()) {
                 codec.release();
             }
             if let Some(mut assembly) = self.assembly.take() {
@@ -413,8 +437,7 @@ impl Connection {
         self.spare.capacity() > 0
             || self.output.holds_memory()
             || !self.receiving()
-                && (self.assembly.is_some()
-                    || self.deflate.as_ref().is_some_and(|c| c.holds_releasable()))
+                && (self.assembly.is_some() || self.deflate().is_some_and(|c| c.holds_releasable()))
     }
 
     // ----- output -----

@@ -100,7 +100,7 @@ impl Connection {
         now: Instant,
         input: &mut &[u8],
     ) -> Result<Option<Event>, ProtocolError> {
-        if matches!(self.state, State::Closed(_)) || self.early_input.is_some() {
+        if matches!(self.state, State::Closed(_)) || self.has_early_input() {
             return self.receive_after(now, input);
         }
         self.receive_input(now, input)
@@ -119,15 +119,19 @@ impl Connection {
             *input = &[];
             return Err(error.clone());
         }
-        let Some(mut early) = self.early_input.take() else {
+        let Some(extras) = self.extras.as_mut().filter(|e| !e.early_input.is_empty()) else {
             return self.receive_input(now, input);
         };
+        let mut early = std::mem::take(&mut extras.early_input);
         let mut rest = &early[..];
         let result = self.receive_input(now, &mut rest);
-        if !rest.is_empty() {
-            let consumed = early.len() - rest.len();
-            early.drain(..consumed);
-            self.early_input = Some(early);
+        let consumed = early.len() - rest.len();
+        early.drain(..consumed);
+        if let Some(extras) = self.extras.as_mut() {
+            extras.early_input = early;
+            if extras.is_empty() {
+                self.extras = None;
+            }
         }
         match result {
             Ok(None) => self.receive_input(now, input),
@@ -376,7 +380,7 @@ impl Connection {
             return Ok(None);
         }
         if frame.keep && a.compressed {
-            let Some(codec) = self.deflate.as_deref_mut() else {
+            let Some(codec) = self.extras.as_mut().and_then(|e| e.deflate.as_mut()) else {
                 return Err(ProtocolError::MisplacedCompressionBit);
             };
             inflate_payload(
@@ -419,7 +423,7 @@ impl Connection {
         let kind = a.message.take();
         a.message_len = 0;
         if std::mem::take(&mut a.compressed) && keep {
-            if let Some(codec) = &mut self.deflate {
+            if let Some(codec) = self.extras.as_mut().and_then(|e| e.deflate.as_mut()) {
                 let max = self.config.max_message_size;
                 let start = a.message_data.len();
                 codec

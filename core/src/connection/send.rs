@@ -117,11 +117,10 @@ impl Connection {
     }
 
     pub(super) fn next_mask(&mut self) -> Option<[u8; 4]> {
-        self.random.as_mut().map(|random| {
-            let mut key = [0u8; 4];
-            random.fill(&mut key);
-            key
-        })
+        let random = self.extras.as_mut()?.random.as_mut()?;
+        let mut key = [0u8; 4];
+        random.fill(&mut key);
+        Some(key)
     }
 
     fn send_message(
@@ -154,9 +153,8 @@ impl Connection {
 
     /// The compressed payload, when deflate is on and `data` reaches its threshold.
     fn compress(&mut self, data: &[u8]) -> Option<Vec<u8>> {
-        let codec = self
-            .deflate
-            .as_mut()
+        let codec = (self.extras.as_mut())
+            .and_then(|e| e.deflate.as_mut())
             .filter(|c| data.len() >= c.threshold)?;
         let mut compressed = Vec::new();
         codec.compress(data, &mut compressed);
