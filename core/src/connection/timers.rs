@@ -50,10 +50,16 @@ fn millis_after(last: Instant, now: Instant) -> u32 {
 }
 
 impl Connection {
-    /// When the keepalive Ping that is out went (to the next millisecond after it).
+    /// When the keepalive Ping that is out went (to the next millisecond after it). It
+    /// went no earlier than `ping_interval` after the last input, which is also the
+    /// answer when the milliseconds did not fit (an interval of over 49 days).
     fn ping_sent(&self, last_input: Instant) -> Option<Instant> {
-        (self.ping_sent_after != NO_PING)
-            .then(|| last_input + Duration::from_millis(self.ping_sent_after.into()))
+        if self.ping_sent_after == NO_PING {
+            return None;
+        }
+        let after = Duration::from_millis(self.ping_sent_after.into());
+        let interval = self.config.ping_interval.unwrap_or_default();
+        Some(last_input + after.max(interval))
     }
 
     /// When the kept buffers are to be released: only once the output is written (a
@@ -242,6 +248,43 @@ mod tests {
         assert_eq!(server.handle_timeout(t0 + secs(25)), Some(Expired::Pong));
         assert_eq!(server.state(), ConnectionState::Closed);
         assert!(server.should_close_transport());
+    }
+
+    /// The Ping's time is kept as whole milliseconds after the last input: the pong
+    /// deadline may be up to a millisecond late, never early, also when the driver woke
+    /// late, and for an interval too long for the milliseconds to fit.
+    #[test]
+    fn the_pong_deadline_is_never_early() {
+        let t0 = Instant::now();
+        let micros = Duration::from_micros;
+        for (interval, woke_late) in [
+            (secs(10), micros(0)),
+            (secs(10), micros(1)),
+            (secs(10), micros(2_345_678)),
+            (secs(60 * 86_400), micros(0)),
+        ] {
+            let config = Config {
+                ping_interval: Some(interval),
+                pong_timeout: secs(3),
+                ..Config::default()
+            };
+            let mut server = Connection::server(config);
+            server.handle_timeout(t0);
+            let sent = t0 + interval + woke_late;
+            assert_eq!(server.handle_timeout(sent), None);
+            assert_eq!(drain(&mut server), [0x89, 0x00], "the Ping");
+            server.handle_timeout(sent); // the Ping's buffer, released
+            let deadline = server.poll_timeout().unwrap();
+            let exact = sent + secs(3);
+            assert!(
+                deadline >= exact && deadline <= exact + Duration::from_millis(1),
+                "{interval:?} + {woke_late:?}: {:?} after the exact deadline",
+                deadline.checked_duration_since(exact)
+            );
+            assert_eq!(server.handle_timeout(exact - micros(1)), None);
+            assert_eq!(server.state(), ConnectionState::Open);
+            assert_eq!(server.handle_timeout(deadline), Some(Expired::Pong));
+        }
     }
 
     #[test]
