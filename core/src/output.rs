@@ -20,9 +20,10 @@ pub(crate) struct OutputQueue {
     /// The front chunk; when nothing waits, empty (an encoding buffer kept for reuse, or
     /// no allocation at all).
     head: Vec<u8>,
-    /// The chunks after it, in order (none while `head` is the only one). Boxed: every
-    /// connection, idle ones included, carries one pointer for it instead of a
-    /// `VecDeque` (24 bytes less), and only large or piled-up output makes one.
+    /// The chunks after it, in order. Boxed: every connection, idle ones included,
+    /// carries one pointer for it instead of a `VecDeque` (24 bytes less); made with
+    /// the second chunk (large or piled-up output) and kept, maybe empty, until
+    /// [`release`](Self::release).
     #[allow(clippy::box_collection)] // the box is the point: a thin pointer
     rest: Option<Box<VecDeque<Vec<u8>>>>,
     /// How much of `head` the transport took.

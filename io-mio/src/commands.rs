@@ -145,8 +145,8 @@ impl<H: Handler> Running<H> {
                 let _ = core.close_with_standard_code(now, CloseCode::GOING_AWAY, "shutting down");
             }
         }
-        // What came with the handshake response, then anything already in the socket:
-        // an edge-triggered registration reports only data that arrives later.
+        // What came with the handshake response, then anything already in the socket,
+        // read now rather than at the next poll.
         feed_open(inner, conn, &[], now);
         self.read(key);
         self.update(key);

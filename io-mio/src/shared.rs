@@ -88,8 +88,9 @@ impl ConnShared {
     }
 
     /// The connection's key in its loop, once a loop holds it: small, dense, and reused
-    /// by a later connection of the same loop once this one has ended (its close
-    /// callback has run).
+    /// by a later connection of the same loop once this one has ended. The loop frees
+    /// the key and runs the connection's close callback in one step on its thread, so no
+    /// other connection has the key before that callback has returned.
     pub fn loop_key(&self) -> Option<usize> {
         Some(self.token()).filter(|&token| token != usize::MAX)
     }

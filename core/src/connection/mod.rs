@@ -160,8 +160,8 @@ pub struct Connection {
     last_input: Option<Instant>,
     /// When our keepalive Ping went out, if no input has arrived since, as milliseconds
     /// after `last_input` rounded up (4 bytes where an `Instant` takes 16; the pong
-    /// deadline is at most a millisecond late, never early); [`NO_PING`] when none is
-    /// out.
+    /// deadline is at most a millisecond late, never early, for a Ping that went out
+    /// within 49 days of the last input); [`NO_PING`] when none is out.
     ping_sent_after: u32,
     /// The transport should close now, output or not: a deadline passed, or the
     /// transport itself ended or failed.

@@ -52,7 +52,9 @@ fn millis_after(last: Instant, now: Instant) -> u32 {
 impl Connection {
     /// When the keepalive Ping that is out went (to the next millisecond after it). It
     /// went no earlier than `ping_interval` after the last input, which is also the
-    /// answer when the milliseconds did not fit (an interval of over 49 days).
+    /// answer when the milliseconds did not fit (a Ping over 49 days after the last
+    /// input: then as if it went exactly at its interval, which may be early by as much
+    /// as the driver woke late).
     fn ping_sent(&self, last_input: Instant) -> Option<Instant> {
         if self.ping_sent_after == NO_PING {
             return None;
@@ -252,7 +254,7 @@ mod tests {
 
     /// The Ping's time is kept as whole milliseconds after the last input: the pong
     /// deadline may be up to a millisecond late, never early, also when the driver woke
-    /// late, and for an interval too long for the milliseconds to fit.
+    /// late, and for an interval too long for the milliseconds to fit (woken on time).
     #[test]
     fn the_pong_deadline_is_never_early() {
         let t0 = Instant::now();
