@@ -202,6 +202,10 @@ fn main() {
     for i in 0..count {
         let connected = TcpStream::connect(addr).and_then(|s| {
             s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            // Without it a TLS echo waited 40 ms for the delayed ACK (Nagle), and 2,000
+            // TLS connections took longer than the server's keepalive allows an
+            // unanswered Ping: connections were closed under the test (pong timeout).
+            s.set_nodelay(true)?;
             let mut s: Box<dyn Stream> = match &client_config {
                 None => Box::new(s),
                 Some(config) => {
