@@ -48,6 +48,22 @@ impl<C> Phase<C> {
     pub(crate) fn responding(reply: Reply) -> Self {
         Phase::Http(Box::new(Http::Responding(reply)))
     }
+
+    /// The handshake being read, in that phase.
+    pub(crate) fn handshake(&self) -> Option<&Handshaking> {
+        match self {
+            Phase::Http(http) => match &**http {
+                Http::Handshake(hs) => Some(hs),
+                Http::Responding(_) => None,
+            },
+            Phase::Open { .. } => None,
+        }
+    }
+
+    /// Writing an HTTP answer: nothing more is read.
+    pub(crate) fn is_responding(&self) -> bool {
+        matches!(self, Phase::Http(http) if matches!(**http, Http::Responding(_)))
+    }
 }
 
 pub(crate) struct Conn<C> {

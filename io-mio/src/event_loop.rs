@@ -420,9 +420,7 @@ impl<H: Handler> Running<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            let responding =
-                matches!(&conn.phase, Phase::Http(http) if matches!(**http, Http::Responding(_)));
-            if conn.read_paused || conn.eof || responding {
+            if conn.read_paused || conn.eof || conn.phase.is_responding() {
                 return;
             }
             if turn == READS_PER_TURN {
@@ -476,14 +474,7 @@ impl<H: Handler> Running<H> {
             let tls = error
                 .get_ref()
                 .and_then(|e| e.downcast_ref::<rustls::Error>());
-            let handshake = match &conn.phase {
-                Phase::Http(http) => match &**http {
-                    Http::Handshake(hs) => Some(hs),
-                    Http::Responding(_) => None,
-                },
-                Phase::Open { .. } => None,
-            };
-            if let (Some(tls), Some(hs)) = (tls, handshake) {
+            if let (Some(tls), Some(hs)) = (tls, conn.phase.handshake()) {
                 let remote = hs.remote;
                 log::debug!("{remote}: TLS handshake failed: {tls}");
                 let _ = guarded(|| self.handler.on_tls_error(tls, remote));

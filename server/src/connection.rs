@@ -38,7 +38,6 @@ pub trait ConnectionHandler: std::any::Any + Send + Sync {
 
 /// A peer's address in 16 bytes where a `SocketAddr` takes 32 (every connection keeps
 /// one): an IPv6 address is boxed.
-#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum RemoteAddress {
     V4(SocketAddrV4),
     V6(Box<SocketAddrV6>),
